@@ -77,9 +77,11 @@ def test_reput_identical_is_skipped(store: HatracStore, ns: str, tmp_path: Path)
     assert store.get(f"{ns}/a.bin").content == b"other"
 
 
-def test_put_loc_chunked(store: HatracStore, ns: str, tmp_path: Path, hatrac_server: HatracServer) -> None:  # noqa: F811
+def test_put_loc_chunked(store: HatracStore, ns: str, tmp_path: Path,
+                         hatrac_server: HatracServer) -> None:  # noqa: F811
     data = os.urandom(10_000 + 123)
     src = _write(tmp_path / "big.bin", data)
+    jobs_before = open_jobs(hatrac_server.root)
     sha = _b64(data, "sha256")
     loc = store.put_loc(f"{ns}/big.bin", str(src), sha256=sha, md5=_b64(data, "md5"), chunked=True,
                         chunk_size=1000, content_disposition="filename*=UTF-8''big.bin")
@@ -91,7 +93,7 @@ def test_put_loc_chunked(store: HatracStore, ns: str, tmp_path: Path, hatrac_ser
     dest = tmp_path / "big.down"
     store.get_obj(f"{ns}/big.bin", destfilename=str(dest))
     assert dest.read_bytes() == data
-    assert open_jobs(hatrac_server.root) == 0
+    assert open_jobs(hatrac_server.root) == jobs_before  # the job is gone once finalized
     # Chunked re-upload of identical content is skipped by the client's HEAD check.
     assert store.put_loc(f"{ns}/big.bin", str(src), chunked=True, chunk_size=1000) == loc
 
@@ -107,11 +109,12 @@ def test_put_loc_chunked_empty_file(store: HatracStore, ns: str, tmp_path: Path)
 
 def test_get_obj_detects_corruption(store: HatracStore, ns: str, tmp_path: Path,
                                     hatrac_server: HatracServer) -> None:  # noqa: F811
-    src = _write(tmp_path / "c.bin", b"precious bytes")
+    data = os.urandom(100_000)  # above the inline limit: stored as a file under data/
+    src = _write(tmp_path / "c.bin", data)
     loc = store.put_obj(f"{ns}/c.bin", str(src))
     version = loc.rsplit(":", 1)[1]
     stored = hatrac_server.root / "data" / version[:2] / version
-    stored.write_bytes(b"precious bytez")
+    stored.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(HatracHashMismatch):
         store.get_obj(loc, destfilename=str(tmp_path / "c.down"))
 

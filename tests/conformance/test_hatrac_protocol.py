@@ -20,7 +20,11 @@ import httpx
 import pytest
 
 from deriva_upload.catalog.hatrac_store import open_jobs
-from tests.conformance.test_hatrac_support import HatracServer, hatrac_server  # noqa: F401  (fixture)
+from tests.conformance.test_hatrac_support import (  # noqa: F401  (fixtures)
+    HatracServer,
+    hatrac_server,
+    standalone_hatrac,
+)
 
 
 def _b64(data: bytes, algo: str = "md5") -> str:
@@ -59,6 +63,7 @@ def _assert_error(r: httpx.Response, status: int) -> None:
     assert r.headers["content-type"].startswith("text/plain")
     assert r.text.endswith("\n")
     assert int(r.headers["content-length"]) == len(r.content)
+    assert r.headers.get("connection") != "close"  # small bodies are drained: keep-alive survives
 
 
 # ---------------------------------------------------------------------------- objects
@@ -145,6 +150,22 @@ def test_conflicts(client: httpx.Client, ns: str) -> None:
     _assert_error(client.get(f"{ns}/obj:AAAAAAAAAAAAAAAAAAAAAAAAAA"), 404)
 
 
+def test_conditional_requests(client: httpx.Client, ns: str) -> None:
+    first = _put(client, f"{ns}/c", b"1", **{"if-none-match": "*"})
+    assert first.status_code == 201
+    ver = first.text.strip().rsplit(":", 1)[1]
+    _assert_error(_put(client, f"{ns}/c", b"2", **{"if-none-match": "*"}), 412)
+    _assert_error(_put(client, f"{ns}/c", b"2", **{"if-match": '"NOTTHEVERSION"'}), 412)
+    assert _put(client, f"{ns}/c", b"2", **{"if-match": f'"{ver}"'}).status_code == 201
+    assert client.get(f"{ns}/c").content == b"2"
+    big = os.urandom(200_000)  # the file-backed path checks the same way
+    _assert_error(_put(client, f"{ns}/c", big, **{"if-match": f'"{ver}"'}), 412)
+    cur = client.head(f"{ns}/c").headers["etag"]
+    r = client.get(f"{ns}/c", headers={"if-none-match": cur})
+    assert r.status_code == 304 and r.content == b""
+    assert client.get(f"{ns}/c", headers={"if-none-match": f'"{ver}"'}).status_code == 200
+
+
 def test_versions_delete_and_tombstone(client: httpx.Client, ns: str) -> None:
     v1 = _put(client, f"{ns}/o", b"one").text.strip()
     v2 = _put(client, f"{ns}/o", b"two").text.strip()
@@ -176,7 +197,7 @@ def test_namespace_listing_and_root(client: httpx.Client, ns: str) -> None:
 @pytest.mark.parametrize("path", [
     "/hatrac/ns/../etc/passwd", "/hatrac/ns/./x", "/hatrac/ns//x", "/hatrac//x",
     "/hatrac/ns/%2e%2e/x", "/hatrac/ns/%2E%2E", "/hatrac/ns/.%2e/x", "/hatrac/ns/a%2fb",
-    "/hatrac/ns/a%00b", "/hatrac/ns/a b", "/hatrac/ns/a%zz", "/hatrac/ns/caf%C3%A9/a@b",
+    "/hatrac/ns/a%00b", "/hatrac/ns/a+b", "/hatrac/ns/a'b", "/hatrac/ns/a%zz", "/hatrac/ns/caf%C3%A9/a@b",
     "/hatrac/ns/a*b", "/hatrac/ns/a%5cb",
 ])
 def test_bad_names_are_400(client: httpx.Client, path: str, hatrac_server: HatracServer) -> None:  # noqa: F811
@@ -260,10 +281,15 @@ def test_job_digest_mismatch_is_409(client: httpx.Client, ns: str) -> None:
 def test_job_create_validation(client: httpx.Client, ns: str) -> None:
     for doc in ({"content-length": 5}, {"chunk-length": 5}, {"chunk-length": "5", "content-length": 5},
                 {"chunk-length": 0, "content-length": 5}, {"chunk-length": 5, "content-length": -1},
+                {"chunk-length": 5, "content-length": 2**60}, {"chunk-length": 2**70, "content-length": 5},
+                {"chunk-length": 5, "content-length": 5, "content-type": "text/\u4e2d"},
+                {"chunk-length": 5, "content-length": 5, "content-type": "a\r\nX-Evil: 1"},
                 {"chunk-length": 5, "content-length": 5, "content-disposition": "inline"},
                 {"chunk-length": 5, "content-length": 5, "content-md5": "zz"}):
         _assert_error(client.post(f"{ns}/v;upload", params={"parents": "true"}, json=doc), 400)
     _assert_error(client.post(f"{ns}/v;upload", params={"parents": "true"}, content=b"[1]"), 400)
+    _assert_error(client.post(f"{ns}/v;upload", params={"parents": "true"}, content=b"[" * 60000), 400)
+    _assert_error(client.post(f"{ns}/v;upload", params={"parents": "true"}, content=b"\xff\xfe"), 400)
     # Deprecated aliases.
     job = _job(client, f"{ns}/v", chunk_bytes=5, total_bytes=5, content_md5=_b64(b"12345"))
     assert client.put(f"{job}/0", content=b"12345").status_code == 204
@@ -316,25 +342,19 @@ def test_concurrent_puts_same_object(hatrac_server: HatracServer, ns: str) -> No
             assert c.get(loc).content == bodies[i]
 
 
-def test_owner_from_scope_state(tmp_path) -> None:
+def test_owner_from_scope_state(standalone_hatrac) -> None:  # type: ignore[no-untyped-def]
     """The job owner is the client id the auth middleware put in scope["state"]."""
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.routing import Mount
-    from starlette.testclient import TestClient
 
-    from deriva_upload.catalog.hatrac import create_hatrac_app
+    def who(app):  # type: ignore[no-untyped-def]
+        async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
+            if scope["type"] == "http":
+                scope.setdefault("state", {})["client"] = {"id": "https://auth.example/u1"}
+            await app(scope, receive, send)
 
-    class Who:
-        def __init__(self, app):
-            self.app = app
+        return wrapped
 
-        async def __call__(self, scope, receive, send):
-            scope.setdefault("state", {})["client"] = {"id": "https://auth.example/u1"}
-            await self.app(scope, receive, send)
-
-    app = Starlette(routes=[Mount("/hatrac", app=create_hatrac_app(tmp_path))], middleware=[Middleware(Who)])
-    with TestClient(app) as c:
+    server = standalone_hatrac(who)
+    with httpx.Client(base_url=server.base_url) as c:
         r = c.post("/hatrac/x/o;upload?parents=true", content=json.dumps({"chunk-length": 1, "content-length": 1}))
         assert r.status_code == 201
         assert c.get(r.text.strip()).json()["owner"] == ["https://auth.example/u1"]

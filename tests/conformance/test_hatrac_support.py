@@ -1,7 +1,8 @@
 """Support for the Hatrac tests (no tests here): a standalone embedded Hatrac at /hatrac.
 
-The Hatrac tests need only the object store, so they start it on its own with
-uvicorn in a thread rather than the whole catalog.
+``hatrac_server`` is the shared embedded catalog (``embedded_catalog`` in
+tests/conftest.py) seen as a Hatrac server; ``standalone_hatrac`` starts a
+Hatrac-only app for tests that need to wrap it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from deriva_upload.catalog.app import HATRAC_DIR
 from deriva_upload.catalog.hatrac import create_hatrac_app
 
 STARTUP_TIMEOUT_S = 10
@@ -43,9 +45,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(root: Path) -> tuple[uvicorn.Server, threading.Thread, int]:
-    """Start a Starlette app with Hatrac mounted at /hatrac on a free loopback port."""
-    app = Starlette(routes=[Mount("/hatrac", app=create_hatrac_app(root))])
+def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """Run an ASGI app with uvicorn in a thread on a free loopback port."""
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off", timeout_keep_alive=75))
@@ -60,11 +61,24 @@ def serve(root: Path) -> tuple[uvicorn.Server, threading.Thread, int]:
 
 
 @pytest.fixture(scope="module")
-def hatrac_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HatracServer]:
-    root = tmp_path_factory.mktemp("hatrac")
-    server, thread, port = serve(root)
-    try:
-        yield HatracServer(root, port)
-    finally:
+def hatrac_server(embedded_catalog) -> HatracServer:  # type: ignore[no-untyped-def]
+    """The shared embedded catalog's Hatrac (its store folder is ``<data_dir>/hatrac``)."""
+    return HatracServer(embedded_catalog.data_dir / HATRAC_DIR, embedded_catalog.port)
+
+
+@pytest.fixture
+def standalone_hatrac(tmp_path: Path) -> Iterator[Callable[[Any], HatracServer]]:
+    """Start a Hatrac-only app (optionally wrapped, e.g. in a test middleware) on its own."""
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(wrap: Any = None) -> HatracServer:
+        root = tmp_path / f"hatrac{len(running)}"
+        app: Any = Starlette(routes=[Mount("/hatrac", app=create_hatrac_app(root))])
+        server, thread, port = serve(wrap(app) if wrap else app)
+        running.append((server, thread))
+        return HatracServer(root, port)
+
+    yield start
+    for server, thread in running:
         server.should_exit = True
         thread.join(timeout=10)

@@ -7,10 +7,15 @@ All bytes and rows are handled by :mod:`deriva_upload.catalog.hatrac_store`.
 
 It is raw ASGI rather than Starlette routes because a small PUT must cost as little
 as possible (the target is >= 1,000 PUT/s on two cores).
+
+Public: :func:`create_hatrac_app` (the app), :func:`open_jobs` (count of open upload
+jobs, for tests), and the pure parsers (:func:`parse_target`, :func:`parse_name`,
+:func:`parse_digest`, :func:`parse_etags`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -25,9 +30,12 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 from starlette.concurrency import run_in_threadpool
 
 from deriva_upload.catalog.hatrac_store import (
+    ANY,
+    INLINE_MAX_BYTES,
     IO_BLOCK,
     HatracError,
     JobInfo,
+    NewVersion,
     ObjectStore,
     VersionInfo,
     b64,
@@ -35,7 +43,7 @@ from deriva_upload.catalog.hatrac_store import (
     open_jobs,
 )
 
-__all__ = ["create_hatrac_app", "open_jobs", "parse_target", "parse_name", "parse_digest", "Target",
+__all__ = ["create_hatrac_app", "open_jobs", "parse_target", "parse_name", "parse_digest", "parse_etags", "Target",
            "HatracApp", "HATRAC_PREFIX", "FSYNC_ENV"]
 
 Scope = MutableMapping[str, Any]
@@ -50,11 +58,16 @@ DEFAULT_OWNER = "local:user"
 FSYNC_ENV = "DERIVA_UPLOAD_HATRAC_FSYNC"
 # The reference Hatrac refuses single PUTs above 128 MiB; bigger objects use upload jobs.
 MAX_PUT_BYTES = 128 * 1024 * 1024
-# PUT bodies up to this size are collected in memory and stored with one worker-thread
-# call; bigger ones stream to a temp file block by block.
+# PUT bodies up to this size are collected in memory: up to INLINE_MAX_BYTES they go
+# into their SQLite row with no thread hop, above it into a file with one worker-thread
+# call; bigger bodies stream to a temp file block by block.
 INLINE_BODY_BYTES = 1024 * 1024
-# Hashing/reading this little costs less in the event loop than a thread hop.
-LOOP_WORK_BYTES = 64 * 1024
+# Hashing/reading this little costs less in the event loop than a thread hop (and
+# objects this small are stored in their SQLite row, see hatrac_store).
+LOOP_WORK_BYTES = INLINE_MAX_BYTES
+# Largest object an upload job may declare: far above any ML output we expect, and
+# well below ext4's 16 TiB file limit (the part file is preallocated sparse).
+MAX_OBJECT_BYTES = 1024**4
 # Job-creation JSON documents are a few hundred bytes; refuse anything absurd.
 MAX_JSON_BYTES = 64 * 1024
 # On an early error we still read (and discard) a body up to this size, so the client
@@ -65,6 +78,7 @@ _SEGMENT = re.compile(r"(?:[-._~A-Za-z0-9]|%[0-9A-Fa-f]{2})+")
 _ID = re.compile(r"[A-Za-z0-9]+")
 _DISPOSITION = re.compile(r"filename\*=UTF-8''[-_.~A-Za-z0-9%]+")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,1024}")
 
 
 # ---------------------------------------------------------------------------- parsing (pure)
@@ -147,6 +161,24 @@ def parse_digest(value: str, algorithm: str) -> bytes:
     if len(raw) != size:
         raise HatracError(400, f"Invalid {algorithm} digest {value!r}: expected base64 or hex of {size} bytes.")
     return raw
+
+
+def parse_etags(value: str | None) -> str | frozenset[str] | None:
+    """An If-Match / If-None-Match header: None, ANY ('*') or the version ids it lists.
+
+    Our ETags are ``"<version>"``; weak validators (``W/``) compare the same.
+    """
+    if value is None:
+        return None
+    if value.strip() == "*":
+        return ANY
+    tags = set()
+    for item in value.split(","):
+        item = item.strip()
+        if item.startswith("W/"):
+            item = item[2:]
+        tags.add(item.strip('"'))
+    return frozenset(tags)
 
 
 def check_disposition(value: str) -> str:
@@ -261,11 +293,14 @@ class _Request:
         if self.body_done:
             return True
         length = self.headers.get("content-length")
-        if length is None or not length.isdigit() or int(length) > DRAIN_LIMIT:
+        if length is not None and (not length.isdigit() or int(length) > DRAIN_LIMIT):
             return False
+        total = 0
         try:
-            async for _ in self.pieces():
-                pass
+            async for piece in self.pieces():
+                total += len(piece)
+                if total > DRAIN_LIMIT:
+                    return False
         except _Disconnected:
             return False
         return True
@@ -311,6 +346,10 @@ class HatracApp:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
+    def close(self) -> None:
+        """Stop the store's commit thread (the app is mounted, so it gets no lifespan events)."""
+        self.store.close()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no lifespan or websockets of our own
@@ -347,7 +386,7 @@ class HatracApp:
                 if m in ("GET", "HEAD"):
                     return await self._get_object(req, t, send)
                 if m == "DELETE":
-                    self.store.delete_version(t.name, t.version)
+                    await run_in_threadpool(self.store.delete_version, t.name, t.version)
                     return await _respond(send, 204, [])
             elif m in ("GET", "HEAD"):
                 info = self.store.lookup(t.name)
@@ -416,21 +455,26 @@ class HatracApp:
         disposition = check_disposition(h["content-disposition"]) if "content-disposition" in h else None
         want_md5 = parse_digest(h["content-md5"], "md5") if "content-md5" in h else None
         want_sha = parse_digest(h["content-sha256"], "sha256") if "content-sha256" in h else None
-        parents = req.flag("parents")
         store = self.store
-        store.precheck_object(t.name, parents)
-
-        if length <= INLINE_BODY_BYTES:
+        meta_args = dict(name=t.name, parents=req.flag("parents"), owner=req.owner, content_type=ctype,
+                         disposition=disposition, if_match=parse_etags(h.get("if-match")),
+                         if_none_match=parse_etags(h.get("if-none-match")))
+        if length <= INLINE_BODY_BYTES:  # the commit checks the name; nothing big to waste
             data = await req.read(length)
             _check_length(len(data), length)
-            if length <= LOOP_WORK_BYTES:
+            if length <= INLINE_MAX_BYTES:
+                # No thread hop, no file: hash here, then wait for the group commit.
                 md5, sha = hashlib.md5(data).digest(), hashlib.sha256(data).digest()
+                _verify(md5, sha, want_md5, want_sha, 400)
+                version = await store.put_inline(NewVersion(md5=md5, sha256=sha, **meta_args), data,
+                                                 asyncio.get_running_loop().create_future())
             else:
                 md5, sha = await run_in_threadpool(_digests, data)
-            _verify(md5, sha, want_md5, want_sha, 400)
-            version = await run_in_threadpool(store.put_bytes, t.name, parents, req.owner, data, ctype,
-                                              disposition, md5, sha)
+                _verify(md5, sha, want_md5, want_sha, 400)
+                version = await run_in_threadpool(store.put_bytes, NewVersion(md5=md5, sha256=sha, **meta_args),
+                                                  data)
         else:
+            store.precheck_object(t.name, meta_args["parents"])  # refuse before streaming megabytes
             sink = _TempSink(store.new_temp(), store.durable)
             try:
                 buf: list[bytes] = []
@@ -448,8 +492,7 @@ class HatracApp:
                 md5, sha = sink.md5.digest(), sink.sha256.digest()
                 _verify(md5, sha, want_md5, want_sha, 400)
                 version = await run_in_threadpool(
-                    store.commit_file, t.name, parents, req.owner, new_id(), sink.path, sink.size, ctype,
-                    disposition, md5, sha)
+                    store.commit_file, NewVersion(md5=md5, sha256=sha, **meta_args), new_id(), sink.path, sink.size)
             except BaseException:
                 sink.discard()
                 raise
@@ -460,6 +503,10 @@ class HatracApp:
             raise HatracError(409, "The root is a namespace.")
         info = self.store.get_version(t.name, t.version)
         headers = _object_headers(info)
+        tags = parse_etags(req.headers.get("if-none-match"))
+        if tags is not None and (tags == ANY or info.version in tags):
+            return await _respond(send, 304, [_h("etag", f'"{info.version}"'),
+                                              _h("content-location", f"{HATRAC_PREFIX}{info.name}:{info.version}")])
         start, end, status = 0, info.size, 200
         rng = req.headers.get("range")
         if rng is not None and info.size > 0:
@@ -478,6 +525,11 @@ class HatracApp:
         if req.method == "HEAD":
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
+            return
+        if info.inline:
+            body = self.store.read_inline(info.version)[start:end]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
         if count <= LOOP_WORK_BYTES:
             fd = os.open(info.path, os.O_RDONLY)
@@ -508,19 +560,20 @@ class HatracApp:
         raw = await req.read(MAX_JSON_BYTES)
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             raise HatracError(400, "Upload job request body must be a JSON object.") from None
         if not isinstance(doc, dict):
             raise HatracError(400, "Upload job request body must be a JSON object.")
         chunk_length = _int_field(doc, "chunk-length", "chunk_bytes")
         content_length = _int_field(doc, "content-length", "total_bytes")
-        if chunk_length <= 0:
-            raise HatracError(400, "Field chunk-length must be a positive integer.")
-        if content_length < 0:
-            raise HatracError(400, "Field content-length must be a non-negative integer.")
+        if not 0 < chunk_length <= MAX_OBJECT_BYTES:
+            raise HatracError(400, f"Field chunk-length must be an integer from 1 to {MAX_OBJECT_BYTES}.")
+        if not 0 <= content_length <= MAX_OBJECT_BYTES:
+            raise HatracError(400, f"Field content-length must be an integer from 0 to {MAX_OBJECT_BYTES}.")
         md5_text = _str_field(doc, "content-md5", "content_md5")
         sha_text = _str_field(doc, "content-sha256", "content_sha256")
-        ctype = _str_field(doc, "content-type", "content_type") or DEFAULT_CONTENT_TYPE
+        ctype = _header_safe(_str_field(doc, "content-type", "content_type") or DEFAULT_CONTENT_TYPE,
+                             "content-type")
         disposition = _str_field(doc, "content-disposition", "content_disposition")
         job = await run_in_threadpool(
             self.store.create_job, t.name, req.flag("parents"), req.owner, chunk_length,
@@ -617,6 +670,13 @@ def _int_field(doc: dict[str, Any], key: str, alias: str) -> int:
         raise HatracError(400, f"Upload job field {key} is required.")
     if isinstance(value, bool) or not isinstance(value, int):
         raise HatracError(400, f"Upload job field {key} must be an integer.")
+    return value
+
+
+def _header_safe(value: str, field: str) -> str:
+    """A JSON string we will later send as a header: printable ASCII only."""
+    if not _HEADER_VALUE.fullmatch(value):
+        raise HatracError(400, f"Upload job field {field} must be printable ASCII.")
     return value
 
 

@@ -74,7 +74,7 @@ class Destination:
         return cls(scheme or default_scheme(host), host, str(catalog_id), token, cookie, verify)
 
     @classmethod
-    def from_model(cls, model: Any, *, token: str | None = None) -> Destination:
+    def from_model(cls, model: Any, *, token: str | None = None, credential_file: str | None = None) -> Destination:
         """Destination of the catalog behind a ``DerivaModel`` (or an ``ErmrestCatalog``).
 
         Takes scheme, host and credentials from deriva-py's binding, so whatever the user
@@ -95,6 +95,12 @@ class Destination:
         if token is None:
             token = os.environ.get(TOKEN_ENV_VAR) or creds.get("bearer-token") or None
             cookie = creds.get("cookie") or _session_cookie(catalog)
+            if not (token or cookie or creds):
+                # A binding made without credentials: use the store, as DerivaML itself does
+                # (``get_credential(host)``) before it connects.
+                stored = _stored_credential(str(host), credential_file)
+                token = stored.get("bearer-token") or None
+                cookie = stored.get("cookie") or None
         verify = _session_verify(catalog)
         return cls(str(scheme), str(host), str(catalog_id), token, cookie, verify)
 

@@ -40,7 +40,7 @@ _SANITIZE = re.compile(r"[^a-zA-Z0-9_.-]")
 _HATRAC_SAFE = "-._~"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One file to upload: its facts, its target and how its object is named.
 
@@ -99,7 +99,7 @@ class Item:
                    table=table, metadata=dict(metadata or {}), rid=rid, **extra)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Digests:
     """MD5 and SHA-256 of one file's content (hex), with the base64 forms Hatrac uses."""
 

@@ -13,7 +13,7 @@ from typing import Any
 from deriva_upload.progress import UploadState
 
 
-@dataclass
+@dataclass(slots=True)
 class FileResult:
     """What happened to one file."""
 
@@ -38,7 +38,7 @@ class FileResult:
         return d
 
 
-@dataclass
+@dataclass(slots=True)
 class TableCounts:
     """Per target table: rows inserted, rows already present, files failed, bytes sent."""
 
@@ -107,6 +107,7 @@ class VerifyReport:
     ok: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
     unmatched: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # table files: not checkable row by row
 
     @property
     def passed(self) -> bool:
@@ -114,4 +115,5 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": list(self.ok), "problems": dict(self.problems),
-                "unmatched": [{"path": p, "reason": r} for p, r in self.unmatched], "passed": self.passed}
+                "unmatched": [{"path": p, "reason": r} for p, r in self.unmatched], "skipped": list(self.skipped),
+                "passed": self.passed}

@@ -73,7 +73,8 @@ class RetryPolicy:
         object.__setattr__(self, "retry_statuses", frozenset(int(s) for s in self.retry_statuses))
 
     @classmethod
-    def from_seed(cls, max_retries: int = DEFAULT_MAX_RETRIES, retry_delay: float = DEFAULT_BACKOFF_INITIAL) -> RetryPolicy:
+    def from_seed(cls, max_retries: int = DEFAULT_MAX_RETRIES,
+                  retry_delay: float = DEFAULT_BACKOFF_INITIAL) -> RetryPolicy:
         """Policy from the seed's ``upload_directory(max_retries=, retry_delay=)`` arguments."""
         return cls(max_retries=max_retries, backoff_initial=retry_delay)
 

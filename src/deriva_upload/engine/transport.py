@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json as jsonlib
+import logging
 import random
 import re
 import ssl
@@ -33,6 +34,8 @@ import httpx
 from deriva_upload.engine.destination import Destination
 from deriva_upload.engine.retry import RetryPolicy
 from deriva_upload.errors import AuthError, ServerError, TransientError
+
+log = logging.getLogger("deriva_upload.engine.transport")
 
 # Connections kept open per destination. Enough to overlap HEAD/PUT/POST traffic of a
 # parallel upload; small enough not to look like an attack to a single Apache worker pool.
@@ -91,6 +94,9 @@ def fault_kind(failure: int | BaseException) -> str:
     return type(failure).__name__
 
 
+# Failures that happen before any byte of the request was written.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
 _TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAG_RE = re.compile(r"<[^>]+>")
 _SCRIPT_RE = re.compile(r"<(script|style|head)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
@@ -139,6 +145,16 @@ class _CountingStream:
             yield chunk
 
 
+def _timeouts(timeout: float | tuple[float, float] | None) -> tuple[float, float]:
+    """``(connect, read)`` from the seed's tuple, one number (both), or None (defaults)."""
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, (int, float)):
+        return float(timeout), float(timeout)
+    connect, read = timeout
+    return float(connect), float(read)
+
+
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
     """httpx 0.28 wants an SSLContext for a CA bundle path."""
     if isinstance(verify, str):
@@ -155,7 +171,7 @@ class Transport:
         policy: RetryPolicy | None = None,
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        timeout: tuple[float, float] | None = None,
+        timeout: float | tuple[float, float] | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         http_transport: httpx.AsyncBaseTransport | None = None,
@@ -166,7 +182,7 @@ class Transport:
         self.stats = TransportStats()
         self._rng = rng if rng is not None else random.Random()
         self._sleep = sleep
-        connect, read = timeout if timeout is not None else DEFAULT_TIMEOUT
+        connect, read = _timeouts(timeout)
         self._timeout = httpx.Timeout(connect=connect, read=read, write=max(connect, read), pool=None)
         self._limits = httpx.Limits(
             max_connections=max_connections,
@@ -188,7 +204,8 @@ class Transport:
             http1=True,
             http2=False,
             follow_redirects=False,
-            trust_env=False,
+            # like deriva-py (requests): honour HTTP(S)_PROXY/NO_PROXY and SSL_CERT_FILE
+            trust_env=True,
         )
         if self._http_transport is not None:
             kwargs["transport"] = self._http_transport
@@ -268,10 +285,12 @@ class Transport:
                 await response.aread()
             except (httpx.TransportError, ConnectionError, TimeoutError) as exc:
                 self.stats.faults[fault_kind(exc)] += 1
+                if body is not None and not isinstance(exc, _UNSENT):
+                    self.stats.bytes_sent += len(body)
                 can_replay = replayable or (stream is not None and not stream.started)
                 decision = self.policy.classify(exc, idempotent=idempotent)
                 if decision == "retry" and can_replay and attempt < self.policy.max_retries:
-                    await self._backoff(attempt, None)
+                    await self._backoff(attempt, None, method, path, fault_kind(exc))
                     attempt += 1
                     continue
                 ambiguous = self.policy.classify(exc, idempotent=True) == "retry"
@@ -280,7 +299,7 @@ class Transport:
                     if recovered is not None:
                         return recovered
                     if can_replay and attempt < self.policy.max_retries:
-                        await self._backoff(attempt, None)
+                        await self._backoff(attempt, None, method, path, fault_kind(exc))
                         attempt += 1
                         continue
                 raise TransientError(
@@ -288,10 +307,9 @@ class Transport:
                     f"{fault_kind(exc)}: {exc or type(exc).__name__}",
                     url=path,
                 ) from exc
-            finally:
-                if body is not None:
-                    self.stats.bytes_sent += len(body)
 
+            if body is not None:
+                self.stats.bytes_sent += len(body)
             self.stats.bytes_received += len(response.content)
             status = response.status_code
             if status in expect:
@@ -299,7 +317,7 @@ class Transport:
             self.stats.faults[fault_kind(status)] += 1
             decision = self.policy.classify(status, idempotent=idempotent)
             if decision == "retry" and attempt < self.policy.max_retries:
-                await self._backoff(attempt, response.headers.get("Retry-After"))
+                await self._backoff(attempt, response.headers.get("Retry-After"), method, path, fault_kind(status))
                 attempt += 1
                 continue
             transient = self.policy.classify(status, idempotent=True) == "retry"
@@ -308,14 +326,17 @@ class Transport:
                 if recovered is not None:
                     return recovered
                 if attempt < self.policy.max_retries:
-                    await self._backoff(attempt, response.headers.get("Retry-After"))
+                    await self._backoff(attempt, response.headers.get("Retry-After"), method, path, fault_kind(status))
                     attempt += 1
                     continue
             raise self._error_for(method, path, response, attempts=attempt + 1, transient=transient)
 
-    async def _backoff(self, attempt: int, retry_after: str | None) -> None:
+    async def _backoff(self, attempt: int, retry_after: str | None, method: str, path: str, why: str) -> None:
         self.stats.retries += 1
-        await self._sleep(self.policy.delay(attempt, retry_after, self._rng))
+        wait = self.policy.delay(attempt, retry_after, self._rng)
+        log.debug("retry %d/%d of %s %s in %.2fs after %s", attempt + 1, self.policy.max_retries, method,
+                  _short(path), wait, why)
+        await self._sleep(wait)
 
     def _error_for(self, method: str, path: str, response: httpx.Response, *, attempts: int,
                    transient: bool) -> ServerError:

@@ -50,7 +50,8 @@ async def status(request: Request) -> Response:
     code = int(request.path_params["code"])
     key = request.query_params.get("key", f"status-{code}")
     CALLS[key] += 1
-    body = "Request conflicts with state of server. Detail: Input data violates model. ERROR:  duplicate key\nDETAIL:  Key (\"Name\")=(a) already exists.\n\n"
+    body = ("Request conflicts with state of server. Detail: Input data violates model. ERROR:  duplicate key\n"
+            "DETAIL:  Key (\"Name\")=(a) already exists.\n\n")
     return PlainTextResponse(body, status_code=code)
 
 
@@ -166,7 +167,8 @@ class FaultServer:
                 if action == "drop":
                     return
                 if action == "truncate":
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"partial")
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 100\r\n\r\n{\"partial")
                     return
                 body = json.dumps({"n": len(self.requests)}).encode()
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "

@@ -87,3 +87,10 @@ def test_from_model_uses_catalog_scheme_and_credentials() -> None:
     assert (d.scheme, d.host, d.catalog_id, d.token) == ("http", "localhost:5555", "3", "BT")
     d2 = Destination.from_model(ErmrestCatalog("https", "example.org", "4", credentials={"cookie": "webauthn=X"}))
     assert (d2.scheme, d2.cookie) == ("https", "webauthn=X")
+
+
+def test_from_model_without_credentials_reads_store(tmp_path: Path) -> None:
+    f = write_creds(tmp_path, {"localhost:5555": {"cookie": "webauthn=STORED"}})
+    cat = ErmrestCatalog("http", "localhost:5555", "3")
+    d = Destination.from_model(cat, credential_file=f)
+    assert d.cookie == "webauthn=STORED" and d.token is None

@@ -376,7 +376,11 @@ def _parse_colref(s: _Stream) -> ColumnRef:
 
 
 def _parse_pred(s: _Stream) -> Pred:
-    col = _parse_colref(s)
+    if s.kind() == "*":  # "*::ts::words" searches every text column
+        s.next()
+        col = ColumnRef(("*",))
+    else:
+        col = _parse_colref(s)
     k = s.kind()
     if k == "::null::":
         s.next()

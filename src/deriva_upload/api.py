@@ -60,7 +60,7 @@ def _results(report: UploadReport) -> dict[str, FileUploadState]:
     for r in report.files.values():
         if r.state != UploadState.success:
             continue
-        result: Any = r.record
+        result: Any = dict(r.record) if r.record is not None else None
         if result is None:  # table files: the seed had the POST response; give the counts
             result = {"RID": None, "table": r.table, "status": r.status}
         out[r.path] = FileUploadState(state=r.state, status=r.status, result=result)
@@ -111,7 +111,7 @@ def upload_directory(
         return _upload_with_deriva_py(model, destination, directory, spec, progress_callback, max_retries,
                                       retry_delay, timeout, credential_file)
     opts = options or UploadOptions(chunk_size=chunk_size, max_retries=max_retries, retry_delay=retry_delay,
-                                    timeout=timeout)
+                                    timeout=timeout, keep_records=True)
     on_event = _progress_adapter(progress_callback) if progress_callback else None
     report = run_upload(directory, spec, destination, opts, on_event=on_event)
     for path, reason in report.unmatched:
@@ -145,12 +145,12 @@ def upload_asset(model: Any, file: Path | str, table: Any, **kwargs: Any) -> dic
     item = Item.for_file(path, path.parent, tbl.schema.name, tbl.name, metadata, rid=rid)
     dest = Destination.from_model(model)
     spec = {"asset_mappings": [], "upload_asset": f"{tbl.schema.name}:{tbl.name}"}
-    report = run_upload(path.parent, spec, dest, UploadOptions(use_journal=False, workers=4), items=[item])
+    report = run_upload(path.parent, spec, dest, UploadOptions(use_journal=False, workers=4, keep_records=True), items=[item])
     res = report.files.get(item.rel)
     if res is None or res.state != UploadState.success or res.record is None:
         msg = res.error if res is not None else "no result"
         raise DerivaMLException(f"Upload of {path} into {tbl.schema.name}:{tbl.name} failed: {msg}")
-    return res.record
+    return dict(res.record)
 
 
 # -- the seed's GenericUploader path (for comparison) ----------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import sys
 import traceback
@@ -251,7 +250,7 @@ def progress_mode(console: Console, quiet: bool) -> str:
 @contextmanager
 def _guard(debug: bool, host: str | None = None, secrets: list[str | None] | None = None) -> Iterator[None]:
     """Run a command body; turn exceptions into one line on stderr and an exit code."""
-    setup_logging(debug)
+    restore_logging = setup_logging(debug)
     try:
         yield
     except typer.Exit:
@@ -267,6 +266,8 @@ def _guard(debug: bool, host: str | None = None, secrets: list[str | None] | Non
             console.print(f"[bold red]error:[/] {_escape(redact(failure.message, secrets or []))}",
                           soft_wrap=True)
         raise typer.Exit(failure.code) from None
+    finally:
+        restore_logging()
 
 
 def _escape(text: str) -> str:
@@ -293,16 +294,31 @@ _DEBUG_LOGGING = False
 _NOISY_LOGGERS = ("urllib3", "httpx", "httpcore", "deriva")
 
 
-def setup_logging(debug: bool = False) -> None:
-    """Route warnings to the console once; keep third-party retry noise out unless --debug."""
+def setup_logging(debug: bool = False) -> Callable[[], None]:
+    """Route warnings to the console; keep third-party retry noise out unless --debug.
+
+    Returns a function that restores the previous logging state (the CLI can run inside
+    another program, e.g. a test runner).
+    """
     global _DEBUG_LOGGING
     _DEBUG_LOGGING = debug
     root = logging.getLogger()
+    saved = {name: logging.getLogger(name).level for name in ("", *_NOISY_LOGGERS)}
+    handler = None
     if not any(isinstance(h, _ConsoleLogHandler) for h in root.handlers):
-        root.addHandler(_ConsoleLogHandler())
+        handler = _ConsoleLogHandler()
+        root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+
+    def restore() -> None:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        if handler is not None:
+            root.removeHandler(handler)
+
+    return restore
 
 
 # -- option parsing ----------------------------------------------------------------------
@@ -368,9 +384,14 @@ class Target:
         return [self.dest.token, self.dest.cookie]
 
 
-# deriva-py retries refused connections with back-off; one retry keeps "unknown host"
-# and "connection refused" answers quick while still riding out a blip.
-_CONNECT_RETRIES = 1
+# The model fetch is the CLI's first request: it should ride out a blip but answer
+# "unknown host", "connection refused" or "the server keeps failing" within seconds.
+# deriva-py's session allows urllib3's default of 10 retries with exponential back-off
+# (minutes against a proxy answering 502), so its adapters are replaced: at most one
+# connect/read retry and two retries on a 5xx status, 0.5 s back-off.
+_MODEL_FETCH_RETRIES = 2
+_MODEL_FETCH_BACKOFF = 0.5
+_RETRY_STATUSES = (500, 502, 503, 504)
 
 
 def connect(host: str, catalog_id: str, token: str | None = None, scheme: str | None = None,
@@ -393,13 +414,29 @@ def connect(host: str, catalog_id: str, token: str | None = None, scheme: str | 
         creds["bearer-token"] = dest.token
     elif dest.cookie:
         creds["cookie"] = dest.cookie
-    config = dict(DEFAULT_SESSION_CONFIG, retry_connect=_CONNECT_RETRIES, retry_backoff_factor=0.2,
-                  retry_read=1)
-    cat = ErmrestCatalog(dest.scheme, dest.host, dest.catalog_id, credentials=creds or None, session_config=config)
+    cat = ErmrestCatalog(dest.scheme, dest.host, dest.catalog_id, credentials=creds or None,
+                         session_config=dict(DEFAULT_SESSION_CONFIG))
+    _quick_retries(cat._session, DEFAULT_SESSION_CONFIG.get("timeout"))
     if ca_bundle:
         _pin_ca_bundle(cat._session, str(ca_bundle))
     model = DerivaModel.from_catalog(cat)
     return Target(dest, cat, model)
+
+
+def _quick_retries(session: Any, timeout: Any) -> None:
+    """Bounded retries for the CLI's own requests (see ``_MODEL_FETCH_RETRIES``).
+
+    The last 5xx response is returned rather than raised, so its (HTML) body can be
+    summarized in the error line.
+    """
+    from deriva.core.utils.core_utils import TimeoutHTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(total=_MODEL_FETCH_RETRIES, connect=1, read=1, status=_MODEL_FETCH_RETRIES,
+                  backoff_factor=_MODEL_FETCH_BACKOFF, status_forcelist=_RETRY_STATUSES, raise_on_status=False)
+    kwargs = {"timeout": timeout} if timeout is not None else {}
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, TimeoutHTTPAdapter(max_retries=retry, **kwargs))
 
 
 def _pin_ca_bundle(session: Any, ca_bundle: str) -> None:
@@ -1101,14 +1138,38 @@ def verify(
     raise typer.Exit(code)
 
 
+def _is_a(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is a click exception called ``name`` (typer may vendor its own click)."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point (``deriva-upload``)."""
+    """Console-script entry point (``deriva-upload``).
+
+    Usage errors (unknown command or option, invalid value) become one ``error:`` line
+    with exit code 2, like every other error, instead of click's boxed usage text.
+    """
     try:
-        app(args=argv, prog_name="deriva-upload")
+        code = app(args=argv, prog_name="deriva-upload", standalone_mode=False)
     except KeyboardInterrupt:
         err_console().print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    sys.exit(0)  # pragma: no cover - typer always exits
+    except Exception as exc:  # noqa: BLE001 — only click's own exceptions are handled here
+        ctx = getattr(exc, "ctx", None)
+        if _is_a(exc, "NoArgsIsHelpError"):  # bare "deriva-upload": show the help
+            if ctx is not None:
+                print(ctx.get_help())
+            sys.exit(EXIT_USAGE)
+        if _is_a(exc, "UsageError"):
+            where = ctx.command_path if ctx is not None else "deriva-upload"
+            message = exc.format_message()  # type: ignore[attr-defined]
+            err_console().print(f"[bold red]error:[/] {_escape(message)} (see '{where} --help')", soft_wrap=True)
+            sys.exit(EXIT_USAGE)
+        if _is_a(exc, "Abort"):
+            err_console().print("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        raise
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -336,7 +336,8 @@ def check_row_counts(catalog: Any, staging: DemoStaging) -> list[RowCheck]:
     link_tables = {IMAGE_TABLE: f"{DOMAIN_SCHEMA}:Image_Execution",
                    EXECUTION_ASSET_TABLE: f"{ML_SCHEMA}:Execution_Asset_Execution",
                    EXECUTION_METADATA_TABLE: f"{ML_SCHEMA}:Execution_Metadata_Execution"}
-    checks = [RowCheck(f"{table} rows linked to execution {rid}", n, _count(catalog, f"{link_tables[table]}/Execution={rid}"))
+    checks = [RowCheck(f"{table} rows linked to execution {rid}", n,
+                       _count(catalog, f"{link_tables[table]}/Execution={rid}"))
               for table, n in sorted(staging.assets.items()) if table in link_tables]
     checks.append(RowCheck(f"{FEATURE_TABLE} rows of execution {rid}", staging.feature_rows,
                            _count(catalog, f"{FEATURE_TABLE}/Execution={rid}")))

@@ -51,6 +51,10 @@ STEP_LABELS: dict[str, str] = {
     "tables": "tables",
 }
 
+# Engine phases that see every file once but announce no total of their own: their bars
+# borrow the file count announced by the hash/upload phases.
+PER_FILE_PHASES = frozenset({"lookup", "insert"})
+
 # Steps of ``upload_execution`` that come after every file was sent.
 AFTER_TRANSFER_STEPS = frozenset({"link", "features", "tables"})
 
@@ -110,6 +114,15 @@ class _CountsColumn(ProgressColumn):
         return Text(" · ".join(parts), style="progress.download")
 
 
+class _PercentColumn(ProgressColumn):
+    """``42.0%``; blank while a phase's total is unknown (its bar pulses instead)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("      ")
+        return Text(f"{task.percentage:>5.1f}%", style="progress.percentage")
+
+
 class _RateColumn(ProgressColumn):
     """Bytes per second for byte phases, files per second otherwise."""
 
@@ -140,6 +153,7 @@ class ProgressView:
         self._finished: set[str] = set()
         self._last_event: dict[str, Event] = {}
         self._closed = False
+        self._known_files = 0  # files announced by the hash/upload phases so far
         self.failures: list[tuple[str | None, str]] = []
         self._progress: Progress | None = None
         if mode == "rich":
@@ -147,7 +161,7 @@ class ProgressView:
                 SpinnerColumn(finished_text="[green]✓[/]"),
                 TextColumn("[bold]{task.description:<16}"),
                 BarColumn(bar_width=30),
-                TextColumn("{task.percentage:>5.1f}%"),
+                _PercentColumn(),
                 _CountsColumn(),
                 _RateColumn(),
                 TextColumn("ETA"),
@@ -292,6 +306,11 @@ class ProgressView:
 
     def _update_bar(self, ev: Event) -> None:
         assert self._progress is not None
+        if ev.phase in ("hash", "upload"):
+            self._known_files = max(self._known_files, ev.files_total)
+        elif ev.phase in PER_FILE_PHASES and not ev.files_total and not ev.bytes_total and self._known_files:
+            # these phases announce no total of their own: they handle each file once
+            ev = dataclasses.replace(ev, files_total=max(self._known_files, ev.files_done))
         by_bytes = ev.bytes_total > 0
         total = ev.bytes_total if by_bytes else ev.files_total
         done = ev.bytes_done if by_bytes else ev.files_done
@@ -365,7 +384,7 @@ def summary_table(tables: Mapping[str, Any], *, title: str = "Upload summary", e
     t.add_row("[bold]total[/]", f"[bold]{totals[0]:,}[/]", f"[bold]{totals[1]:,}[/]",
               f"[bold red]{totals[2]:,}[/]" if totals[2] else "[bold]0[/]", f"[bold]{human_bytes(sent)}[/]")
     if elapsed > 0:
-        t.caption = f"{elapsed:.1f} s, {human_rate(sent, elapsed)}"
+        t.caption = f"{human_bytes(sent)} sent in {elapsed:.1f} s ({human_rate(sent, elapsed)})"
         t.caption_justify = "left"
     return t
 

@@ -301,7 +301,7 @@ def test_a_failing_file_exits_1_and_is_listed(fresh_catalog, tmp_path):
     assert "failed (1):" in proc.stderr and "a.png" in proc.stderr
     status = run_cli("status", str(tmp_path / "tree"))
     assert status.returncode == cli.EXIT_FAILED
-    assert "failed 1" in status.stdout and "FOREIGN KEY" in " ".join(status.stdout.split())
+    assert "failed 1" in status.stdout and "foreign key" in " ".join(status.stdout.split()).lower()
 
 
 def test_execution_not_in_catalog_is_a_spec_mismatch_exit_2(fresh_catalog, tmp_path):
@@ -321,3 +321,16 @@ def test_a_tree_with_nothing_to_upload_is_a_usage_error(fresh_catalog, tmp_path)
     result = invoke("upload", str(tmp_path / "notes"), *_target_args(fresh_catalog))
     assert result.exit_code == cli.EXIT_USAGE, result.output
     assert "nothing to upload: none of the 1 file(s)" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["bogus"], "No such command 'bogus'"),
+    (["demo", "--files", "-3"], "'--files'"),
+    (["upload"], "Missing argument 'directory'"),
+    (["upload", ".", "--frobnicate"], "No such option"),
+])
+def test_usage_errors_are_one_line_exit_2(args, needle):
+    proc = run_cli(*args)
+    assert proc.returncode == cli.EXIT_USAGE
+    line = _one_error_line(proc)
+    assert needle in line and "--help" in line

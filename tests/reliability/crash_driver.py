@@ -8,7 +8,7 @@ is the same event as an outside ``kill -9``: no ``finally``, no ``atexit``, no f
 
 Crash points:
   ``hash:N``        while hashing: on the N-th call of the pipeline's ``hash_group``
-  ``chunk:I``       mid-chunk: after the first piece of chunk I of a chunked job went out
+  ``chunk:I``       mid-chunk: after half of chunk I of a chunked job went out
   ``before_insert`` objects stored, rows not yet inserted (entry of ``_Run.insert_rows``)
   ``insert:N``      mid-insert: right after the server answered the N-th insert batch
 ``--fsize-limit`` caps the size of every file the process writes (the journal is the
@@ -24,9 +24,13 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+
+# Piece size the dying chunk body is re-sliced into (the kill lands after half the chunk).
+CHUNK_SLICE = 64 * 1024
 
 
 def _die() -> None:
@@ -62,10 +66,16 @@ def install_crash(point: str) -> None:
 
                 def dying() -> AsyncIterator[bytes]:
                     async def gen() -> AsyncIterator[bytes]:
+                        sent = 0
                         async for piece in source():
-                            yield piece
-                            await asyncio.sleep(0.2)  # let the first piece reach the server
-                            _die()
+                            # re-slice: the engine's read size must not decide where we die
+                            for k in range(0, len(piece), CHUNK_SLICE):
+                                part = piece[k:k + CHUNK_SLICE]
+                                yield part
+                                sent += len(part)
+                                if sent >= length // 2:
+                                    await asyncio.sleep(0.2)  # let the first half reach the server
+                                    _die()
                     return gen()
 
                 data = dying

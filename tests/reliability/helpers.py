@@ -25,6 +25,20 @@ from tests.support.trees import LocalFile
 
 SCHEMA = "demo-schema"
 TABLE = "Image"
+# File names that trip up naive uploaders (URL syntax, encodings, hidden files, length).
+AWKWARD_NAMES = {
+    "spaces": "scan 01 final.png",
+    "unicode": "Zellkern_\u00fc\u00df_\u7d30\u80de_\U0001f52c.tif",
+    "hash": "a#b.png",
+    "percent": "100%_done%20.png",
+    "semicolon": "obj;upload.png",
+    "question": "why?.png",
+    "leading-dot": ".hidden.png",
+    "colon": "t:12:00.png",
+    "very-long": ("L" * 240) + ".png",
+    "no-extension": "README",
+    "multi-ext": "model.tar.gz",
+}
 # Rows per page when reading a whole table (ERMrest pages with @sort(RID)@after()).
 PAGE = 5000
 

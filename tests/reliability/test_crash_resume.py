@@ -9,75 +9,36 @@ server's request log (what was sent twice).
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.reliability.driving import (
+    DRIVER_TIMEOUT,
+    JOB_CREATE,
+    REPO,
+    chunk_indices,
+    driver_cmd,
+    crash_at,
+    driver_env,
+    object_puts,
+    driver_report,
+    drive,
+)
 from tests.reliability.helpers import CatalogView, LogLine, check_catalog, model_and_spec, open_job_count
 from tests.support.trees import LocalFile, build_asset_tree, write_large
-
-REPO = Path(__file__).resolve().parents[2]
-DRIVER = "tests.reliability.crash_driver"
-DRIVER_TIMEOUT = 180
-OBJECT_PUT = re.compile(r"^/hatrac/[^;?]+\?parents=true$")
-CHUNK_PUT = re.compile(r";upload/[^/]+/(\d+)$")
-JOB_CREATE = re.compile(r";upload\?")
-
-
-def _cmd(root: Path, host: str, cid: str, crash: str = "", chunk: int | None = None,
-         options: dict[str, Any] | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-    cmd = [sys.executable, "-m", DRIVER, str(root), host, cid, "--options", json.dumps(options or {}), *extra]
-    if crash:
-        cmd += ["--crash", crash]
-    if chunk:
-        cmd += ["--chunk-size", str(chunk)]
-    return cmd
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def drive(root: Path, host: str, cid: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_cmd(root, host, cid, **kw), cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=DRIVER_TIMEOUT)
-
-
-def _report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, f"rerun failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _object_puts(lines: list[LogLine]) -> Counter[str]:
-    return Counter(ln.path.split("?")[0] for ln in lines
-                   if ln.method == "PUT" and OBJECT_PUT.match(ln.path) and ln.status == 201)
-
-
-def _chunks(lines: list[LogLine], ok_only: bool) -> list[int]:
-    out = []
-    for ln in lines:
-        m = CHUNK_PUT.search(ln.path)
-        if ln.method == "PUT" and m and (not ok_only or 200 <= ln.status < 300):
-            out.append(int(m.group(1)))
-    return out
-
 
 def _assert_exactly_once(rcat: Any, cid: str, files: list[LocalFile], run1: list[LogLine],
                          run2: list[LogLine], jobs_before: int) -> dict[str, Any]:
     with CatalogView(rcat.base_url, cid) as view:
         check = check_catalog(view, files, check_versions=True)
-    puts = _object_puts(run1) + _object_puts(run2)
+    puts = object_puts(run1) + object_puts(run2)
     twice = {name: n for name, n in puts.items() if n > 1}
     assert check.missing == [], f"{len(check.missing)} file(s) without a row after the rerun"
     assert check.rows == len(files) and check.duplicates == 0
@@ -88,16 +49,8 @@ def _assert_exactly_once(rcat: Any, cid: str, files: list[LocalFile], run1: list
     return check.as_dict()
 
 
-def _crash(root: Path, rcat: Any, cid: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    proc = drive(root, rcat.hostname, cid, **kw)
-    assert proc.returncode == -signal.SIGKILL, (
-        f"the driver should have died by SIGKILL at {kw.get('crash')!r}, got rc={proc.returncode}:\n"
-        f"{proc.stdout}\n{proc.stderr[-3000:]}")
-    return proc
-
-
 @pytest.mark.parametrize("crash,n_files,options", [
-    ("hash:4", 300, {"window_files": 100}),                 # while hashing the second window
+    ("hash:6", 300, {"window_files": 100}),                 # while hashing the third window
     ("before_insert", 120, {}),                             # objects stored, rows not inserted
     ("insert:2", 120, {"insert_batch": 30, "window_files": 30}),  # 2nd of 4 batches committed
 ], ids=["while-hashing", "objects-stored-rows-not-inserted", "mid-batch-insert"])
@@ -109,27 +62,27 @@ def test_kill_then_rerun_is_exactly_once(tmp_path: Path, rcat: Any, rcid: str, s
     files = build_asset_tree(root, model, "1-CRS", n_files, size=300, salt=salt)
     jobs_before = open_job_count(rcat)
     m0 = request_log.mark()
-    _crash(root, rcat, rcid, crash=crash, options=options)
+    crash_at(root, rcat, rcid, crash=crash, options=options)
     time.sleep(0.3)  # let the server finish logging the requests the dead client left behind
     m1 = request_log.mark()
     with CatalogView(rcat.base_url, rcid) as view:
         rows_after_crash = len(view.rows())
-    rerun = _report(drive(root, rcat.hostname, rcid, options=options))
+    rerun = driver_report(drive(root, rcat.hostname, rcid, options=options))
     run1, run2 = request_log.since(m0)[: m1 - m0], request_log.since(m1)
     facts = _assert_exactly_once(rcat, rcid, files, run1, run2, jobs_before)
-    stored_before = set(_object_puts(run1))
-    assert not (set(_object_puts(run2)) & stored_before), "the rerun sent objects the server already had"
+    stored_before = set(object_puts(run1))
+    assert not (set(object_puts(run2)) & stored_before), "the rerun sent objects the server already had"
     record_figures(f"crash_{crash.replace(':', '_')}", {
         "files": n_files, "rows_after_crash": rows_after_crash, "objects_stored_before_crash": len(stored_before),
-        "rerun_object_puts": sum(_object_puts(run2).values()), "rerun_requests": len(run2),
+        "rerun_object_puts": sum(object_puts(run2).values()), "rerun_requests": len(run2),
         "rerun_actions": rerun["actions"], **facts})
-    if crash == "before_insert":
-        assert rows_after_crash == 0 and len(stored_before) == n_files
-        assert sum(_object_puts(run2).values()) == 0
+    if crash == "before_insert":  # the first rows were about to be inserted: objects exist, no row
+        assert rows_after_crash == 0 and len(stored_before) > 0
+        assert sum(object_puts(run2).values()) == n_files - len(stored_before)
     if crash.startswith("insert"):
         assert 0 < rows_after_crash < n_files
         # only the objects of windows the dead run never reached are sent
-        assert sum(_object_puts(run2).values()) == n_files - len(stored_before)
+        assert sum(object_puts(run2).values()) == n_files - len(stored_before)
 
 
 @pytest.mark.parametrize("chunks_in_flight", [1, 4])
@@ -146,17 +99,17 @@ def test_kill_mid_chunk_resumes_the_job_and_resends_at_most_the_chunks_in_flight
     options = {"chunks_in_flight": chunks_in_flight}
     jobs_before = open_job_count(rcat)
     m0 = request_log.mark()
-    _crash(root, rcat, rcid, crash="chunk:3", chunk=chunk, options=options)
+    crash_at(root, rcat, rcid, crash="chunk:3", chunk=chunk, options=options)
     time.sleep(0.3)
     m1 = request_log.mark()
-    _report(drive(root, rcat.hostname, rcid, chunk=chunk, options=options))
+    driver_report(drive(root, rcat.hostname, rcid, chunk=chunk, options=options))
     run1, run2 = request_log.since(m0)[: m1 - m0], request_log.since(m1)
     facts = _assert_exactly_once(rcat, rcid, files, run1, run2, jobs_before)
-    acked = set(_chunks(run1, ok_only=True))
-    sent_again = [i for i in _chunks(run2, ok_only=False) if i in acked]
+    acked = set(chunk_indices(run1, ok_only=True))
+    sent_again = [i for i in chunk_indices(run2, ok_only=False) if i in acked]
     new_jobs = sum(1 for ln in run2 if ln.method == "POST" and JOB_CREATE.search(ln.path))
     record_figures(f"crash_mid_chunk_{chunks_in_flight}_in_flight", {
-        "chunks": n_chunks, "acked_before_kill": sorted(acked), "rerun_chunk_puts": sorted(_chunks(run2, False)),
+        "chunks": n_chunks, "acked_before_kill": sorted(acked), "rerun_chunk_puts": sorted(chunk_indices(run2, False)),
         "acked_chunks_sent_again": len(sent_again), "rerun_new_jobs": new_jobs, **facts})
     assert 3 not in acked, "chunk 3 was being sent when the process died"
     assert new_jobs == 0, "the rerun must resume the open job, not start a new one"
@@ -173,12 +126,12 @@ def test_external_kill_9_on_observed_progress(tmp_path: Path, rcat: Any, rcid: s
     files = build_asset_tree(root, model, "1-EXT", 400, size=300, salt=salt)
     jobs_before = open_job_count(rcat)
     m0 = request_log.mark()
-    proc = subprocess.Popen(_cmd(root, rcat.hostname, rcid, options={"window_files": 100, "workers": 4}),
-                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(driver_cmd(root, rcat.hostname, rcid, options={"window_files": 100, "workers": 4}),
+                            cwd=REPO, env=driver_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + DRIVER_TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
-            if sum(_object_puts(request_log.since(m0)).values()) >= 60:
+            if sum(object_puts(request_log.since(m0)).values()) >= 60:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.02)
@@ -192,8 +145,51 @@ def test_external_kill_9_on_observed_progress(tmp_path: Path, rcat: Any, rcid: s
     assert proc.returncode == -signal.SIGKILL, "the upload finished before it could be killed"
     time.sleep(0.3)
     m1 = request_log.mark()
-    _report(drive(root, rcat.hostname, rcid, options={"window_files": 100, "workers": 4}))
+    driver_report(drive(root, rcat.hostname, rcid, options={"window_files": 100, "workers": 4}))
     run1, run2 = request_log.since(m0)[: m1 - m0], request_log.since(m1)
     facts = _assert_exactly_once(rcat, rcid, files, run1, run2, jobs_before)
-    record_figures("crash_external_kill", {"files": len(files), "objects_before_kill": len(_object_puts(run1)),
-                                           "rerun_object_puts": sum(_object_puts(run2).values()), **facts})
+    record_figures("crash_external_kill", {"files": len(files), "objects_before_kill": len(object_puts(run1)),
+                                           "rerun_object_puts": sum(object_puts(run2).values()), **facts})
+
+
+def test_kill_9_of_the_real_cli_then_rerun(tmp_path: Path, rcat: Any, rcid: str, salt: str, request_log: Any,
+                                           record_figures: Any) -> None:
+    """``deriva-upload upload`` itself (execution tree: assets + links), killed and run again."""
+    import httpx
+
+    model, _ = model_and_spec(rcat.hostname, rcid)
+    r = httpx.post(f"{rcat.base_url}/ermrest/catalog/{rcid}/entity/deriva-ml:Execution",
+                   json=[{"Description": "crash test"}], timeout=30)
+    r.raise_for_status()
+    exec_rid = r.json()[0]["RID"]
+    root = tmp_path / "up"
+    files = build_asset_tree(root, model, exec_rid, 400, size=300, salt=salt)
+    cmd = [sys.executable, "-m", "deriva_upload.cli", "upload", str(root), "--host", rcat.hostname,
+           "--catalog", rcid, "--workers", "4", "--quiet"]
+    jobs_before = open_job_count(rcat)
+    m0 = request_log.mark()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=driver_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + DRIVER_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sum(object_puts(request_log.since(m0)).values()) >= 80:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the upload finished before it could be killed"
+    time.sleep(0.3)
+    m1 = request_log.mark()
+    rerun = subprocess.run(cmd, cwd=REPO, env=driver_env(), capture_output=True, text=True, timeout=DRIVER_TIMEOUT)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    run1, run2 = request_log.since(m0)[: m1 - m0], request_log.since(m1)
+    facts = _assert_exactly_once(rcat, rcid, files, run1, run2, jobs_before)
+    links = httpx.get(f"{rcat.base_url}/ermrest/catalog/{rcid}/entity/demo-schema:Image_Execution", timeout=30).json()
+    assert len(links) == len(files) and len({(x["Image"], x["Execution"]) for x in links}) == len(files), \
+        "one execution link per asset, none twice"
+    record_figures("crash_cli_kill", {"files": len(files), "objects_before_kill": len(object_puts(run1)),
+                                      "rerun_object_puts": sum(object_puts(run2).values()), **facts})

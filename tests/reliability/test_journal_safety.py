@@ -19,7 +19,7 @@ from deriva_upload.engine.journal import JOURNAL_DIR
 from deriva_upload.engine.options import UploadOptions
 from deriva_upload.engine.pipeline import run_upload
 from tests.reliability.helpers import CatalogView, check_catalog, count_log, destination, model_and_spec
-from tests.reliability.test_crash_resume import _crash, _object_puts, _report, drive
+from tests.reliability.driving import crash_at, drive, driver_report, object_puts
 from tests.support.trees import build_asset_tree
 
 N = 60
@@ -107,17 +107,17 @@ def test_corrupt_journal_after_a_crash_between_objects_and_rows(tmp_path: Path, 
     root = tmp_path / "up"
     files = build_asset_tree(root, model, "1-JRN", N, size=100, salt=salt)
     m0 = request_log.mark()
-    _crash(root, rcat, rcid, crash="before_insert")
+    crash_at(root, rcat, rcid, crash="before_insert")
     time.sleep(0.3)
     m1 = request_log.mark()
     [journal] = _journals(root)
     for suffix in ("-wal", "-shm"):
         Path(str(journal) + suffix).unlink(missing_ok=True)
     _garbage(journal)
-    rerun = _report(drive(root, rcat.hostname, rcid))
+    rerun = driver_report(drive(root, rcat.hostname, rcid))
     assert any("journal" in w for w in rerun["warnings"])
     run1, run2 = request_log.since(m0)[: m1 - m0], request_log.since(m1)
-    assert len(_object_puts(run1)) == N and sum(_object_puts(run2).values()) == 0, \
+    assert len(object_puts(run1)) == N and sum(object_puts(run2).values()) == 0, \
         "objects already stored are found by checksum (HEAD), not sent again"
     with CatalogView(rcat.base_url, rcid) as view:
         check = check_catalog(view, files, check_versions=True)
@@ -131,10 +131,10 @@ def test_full_disk_for_the_journal_costs_resume_information_only(tmp_path: Path,
     files = build_asset_tree(root, model, "1-JRN", 400, size=100, salt=salt)
     # every file the uploader writes is capped at 24 KiB: the journal's first big write fails
     proc = drive(root, rcat.hostname, rcid, extra=("--fsize-limit", str(24 * 1024)))
-    report = _report(proc)
+    report = driver_report(proc)
     assert any("journal" in w for w in report["warnings"]), report["warnings"]
     with CatalogView(rcat.base_url, rcid) as view:
         check = check_catalog(view, files)
     assert check.missing == [] and check.rows == 400 and check.duplicates == 0
-    again = _report(drive(root, rcat.hostname, rcid))  # disk has room again: the next run works
+    again = driver_report(drive(root, rcat.hostname, rcid))  # disk has room again: the next run works
     assert again["ok"] and set(again["actions"]) == {"present"}

@@ -22,7 +22,7 @@ kind                    what the client sees                                   f
 
 Decisions come from targeted :class:`Rule` s first, then from a seeded roll with one
 rate per kind. The roll of a request depends only on the seed, the method, the path
-(with job and version ids blanked out) and how many such requests came before, never on
+(with job, version and catalog ids blanked out) and how many such requests came before, never on
 the order in which concurrent requests arrive: the same upload with the same seed gets
 the same faults on the same requests, run after run. The proxy is bounded: it refuses to bind anything but loopback, and it
 shuts itself down after ``max_requests`` requests or ``max_lifetime`` seconds, so a
@@ -79,9 +79,9 @@ UPSTREAM_IDLE_REUSE = 2.0
 DEFAULT_MAX_REQUESTS = 50_000
 DEFAULT_MAX_LIFETIME = 900.0
 
-# Parts of a path that differ from run to run (Hatrac job and version ids): blanked out
-# before rolling, so a request's fault does not depend on a random id.
-_VOLATILE = re.compile(r"(?<=;upload/)[^/?]+|(?<=:)[A-Z2-7]{20,}")
+# Parts of a path that differ from run to run (Hatrac job and version ids, the catalog
+# id): blanked out before rolling, so a request's fault does not depend on them.
+_VOLATILE = re.compile(r"(?<=;upload/)[^/?]+|(?<=:)[A-Z2-7]{20,}|(?<=/ermrest/catalog/)[^/?]+")
 
 _HTML_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -496,8 +496,8 @@ class FaultProxy:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass
         except asyncio.CancelledError:
+            # shutdown: end quietly (re-raising makes asyncio's stream callback log a traceback)
             writer.transport.abort()
-            raise
         finally:
             await upstream.close()
             if not writer.transport.is_closing():

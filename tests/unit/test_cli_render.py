@@ -114,7 +114,7 @@ def test_summary_table_has_totals_and_throughput():
     assert "demo-schema:Image" in out and "deriva-ml:Execution_Asset" in out
     total_line = next(ln for ln in out.splitlines() if "total" in ln)
     assert "291" in total_line and "10" in total_line and "1" in total_line and "64.3 MiB" in total_line
-    assert "4.0 s" in out and "16.1 MiB/s" in out
+    assert "64.3 MiB sent in 4.0 s (16.1 MiB/s)" in out
     lines = summary_lines(tables, elapsed=4.0)
     assert lines[0] == "demo-schema:Image: inserted 290, already present 10, failed 0, 300.0 KiB"
     assert lines[-1].startswith("total: 64.3 MiB sent in 4.0 s")

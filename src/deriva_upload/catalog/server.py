@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -289,7 +290,8 @@ class EmbeddedCatalog:
 
     def http_client(self, **kwargs: Any) -> httpx.Client:
         """An httpx client for this server (verifies our CA under TLS)."""
-        kwargs.setdefault("verify", str(self.ca_file) if self.ca_file else True)
+        if "verify" not in kwargs:
+            kwargs["verify"] = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
         kwargs.setdefault("timeout", 60)
         return httpx.Client(base_url=self.base_url, headers=self.auth_headers(), **kwargs)
 

@@ -9,9 +9,11 @@ Content-Disposition and the row. No I/O.
 from __future__ import annotations
 
 import base64
+import functools
 import mimetypes
 import re
 import string
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -84,8 +86,8 @@ class Item:
 
     @property
     def table_key(self) -> str:
-        """``schema:table`` (the report's and the CLI's name of the target)."""
-        return f"{self.schema}:{self.table}"
+        """``schema:table`` (the report's and the CLI's name of the target); one shared string."""
+        return sys.intern(f"{self.schema}:{self.table}")
 
     @classmethod
     def for_file(cls, path: Path | str, root: Path | str | None, schema: str, table: str,
@@ -118,8 +120,17 @@ class Digests:
 # -- object naming ------------------------------------------------------------------
 
 
-def _template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+@functools.lru_cache(maxsize=256)
+def _template_fields(template: str) -> tuple[str, ...]:
+    """Field names of a ``str.format`` template (cached: a run has a handful of templates)."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+def _render_quoted(template: str, values: Mapping[str, Any]) -> str:
+    """``template`` with each used value percent-encoded for a Hatrac path or disposition."""
+    used = {n: quote(str("" if values[n] is None else values[n]), safe=_HATRAC_SAFE)
+            for n in _template_fields(template) if n in values}
+    return template.format(**used)
 
 
 def file_vars(item: Item, digests: Digests | None) -> dict[str, Any]:
@@ -153,8 +164,7 @@ def hatrac_path(item: Item, digests: Digests) -> str:
     values = {**_metadata_vars(item), **file_vars(item, digests)}
     try:
         if item.content_disposition:
-            return template.format(**{k: quote(str("" if v is None else v), safe=_HATRAC_SAFE)
-                                      for k, v in values.items()})
+            return _render_quoted(template, values)
         rendered = template.format(**{k: ("" if v is None else v) for k, v in values.items()})
     except (KeyError, IndexError) as e:
         raise ConfigError(f"{item.rel}: hatrac_uri template {template!r} needs {e}, which this file lacks") from e
@@ -166,10 +176,9 @@ def content_disposition(item: Item) -> str | None:
     """``filename*=UTF-8''<percent-encoded name>``, or None without a template."""
     if not item.content_disposition:
         return None
-    values = {k: quote(str("" if v is None else v), safe=_HATRAC_SAFE)
-              for k, v in {**_metadata_vars(item), **file_vars(item, None)}.items()}
+    values = {**_metadata_vars(item), **file_vars(item, None)}
     try:
-        return item.content_disposition.format(**values)
+        return _render_quoted(item.content_disposition, values)
     except (KeyError, IndexError) as e:
         raise ConfigError(f"{item.rel}: content-disposition template needs {e}, which this file lacks") from e
 

@@ -29,6 +29,9 @@ log = logging.getLogger("deriva_upload.engine.journal")
 
 JOURNAL_DIR = ".deriva-upload"
 SCHEMA_VERSION = "1"
+# Entries kept in memory after they were written (a few windows' worth), so the many
+# small updates of one file need no SELECT; older ones are read back from SQLite.
+RECENT_ENTRIES = 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -224,8 +227,7 @@ class Journal:
     def put(self, entry: Entry) -> None:
         """Record an entry; committed with the next batch."""
         self._pending[entry.rel] = entry
-        if self._db is None:
-            self._cache[entry.rel] = entry
+        self._cache[entry.rel] = entry  # recent entries: update() needs no SELECT
         if len(self._pending) >= self.batch:
             self.flush()
 
@@ -244,6 +246,8 @@ class Journal:
 
     def flush(self) -> None:
         """Commit buffered entries in one transaction."""
+        if self._db is not None and len(self._cache) > RECENT_ENTRIES:
+            self._cache = {r: e for r, e in self._cache.items() if r in self._pending}
         if not self._pending:
             return
         if self._db is None:

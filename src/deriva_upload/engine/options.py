@@ -41,6 +41,10 @@ class UploadOptions:
     # "auto": HEAD an object before PUT only when the journal cannot rule out that it
     # was already stored (crash mid-window, rebuilt journal); "always" / "never".
     head_before_put: str = "auto"
+    # Keep each file's catalog row in the report (FileResult.record). None = "auto": the
+    # first ``limits.RECORDS_KEPT`` rows only, so a 100,000-file run stays small;
+    # api.upload_directory asks for True (the seed returns every row).
+    keep_records: bool | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:

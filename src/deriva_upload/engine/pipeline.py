@@ -31,10 +31,11 @@ from typing import Any
 
 from deriva_upload.engine import limits
 from deriva_upload.engine.destination import Destination
-from deriva_upload.engine.ermrest import ErmrestClient
+from deriva_upload.engine.ermrest import ErmrestClient, table_ref
 from deriva_upload.engine.events import EventCallback, EventSink
-from deriva_upload.engine.hashing import HashResult, digest_bytes, hash_file, hash_group
+from deriva_upload.engine.hashing import digest_bytes, hash_group
 from deriva_upload.engine.hatrac import HatracClient, n_chunks
+from deriva_upload.engine.http1 import FastTransport
 from deriva_upload.engine.items import (
     Digests,
     Item,
@@ -57,7 +58,7 @@ from deriva_upload.progress import UploadState
 log = logging.getLogger("deriva_upload.engine")
 
 # Bytes per read when streaming a chunk from disk into the request body.
-STREAM_PIECE = 4 * limits.MiB
+STREAM_PIECE = 1 * limits.MiB
 # Columns ERMrest fills itself (never listed in ``defaults`` ourselves).
 _SYSTEM = ("RID", "RCT", "RMT", "RCB", "RMB")
 
@@ -130,7 +131,8 @@ class _Run:
     """State of one upload run (one transport, one journal, one report)."""
 
     def __init__(self, root: Path, spec: Mapping[str, Any], dest: Destination, options: UploadOptions,
-                 transports: Sequence[Transport], journal: Journal, sink: EventSink, report: UploadReport) -> None:
+                 transports: Sequence[Any], journal: Journal, sink: EventSink, report: UploadReport,
+                 object_transports: Sequence[Any] | None = None) -> None:
         self.root = root
         self.spec = spec
         self.dest = dest
@@ -138,7 +140,7 @@ class _Run:
         self.transports = list(transports)
         self.tr = self.transports[0]
         self.erm = ErmrestClient(self.tr, dest.catalog_id)
-        self.hatracs = [HatracClient(t) for t in self.transports]
+        self.hatracs = [HatracClient(t) for t in (object_transports or self.transports)]
         self.hatrac = self.hatracs[0]
         self._next_pool = itertools.count()
         self.journal = journal
@@ -150,6 +152,7 @@ class _Run:
         self._columns: dict[str, list[str]] | None = None
         self._columns_lock = asyncio.Lock()
         self.phase_time: dict[str, float] = defaultdict(float)
+        self._records_kept = 0
 
     # -- results --------------------------------------------------------------------
 
@@ -170,12 +173,21 @@ class _Run:
         assert d is not None
         row = _compact_row(row, d)
         url = row.get("URL")
+        keep = self.opt.keep_records
+        if keep is None:
+            keep = self._records_kept < limits.RECORDS_KEPT
+            if not keep and self._records_kept == limits.RECORDS_KEPT:
+                self.report.warnings.append(f"more than {limits.RECORDS_KEPT} files: rows are not kept in the "
+                                            "report beyond that (pass keep_records=True to keep them all)")
+                self._records_kept += 1
+        if keep:
+            self._records_kept += 1
         status = {"present": "Already in the catalog", "uploaded": "Uploaded",
                   "inserted": "Object already stored; row inserted", "resumed": "Uploaded (resumed)"}.get(
             action, action)
         self.report.files[item.rel] = FileResult(
             path=str(item.path), state=UploadState.success, status=status, table=item.table_key,
-            rid=row.get("RID"), url=url, md5=d.md5, sha256=d.sha256, length=item.size, record=row,
+            rid=row.get("RID"), url=url, md5=d.md5, sha256=d.sha256, length=item.size, record=row if keep else None,
             action=action)
         counts = self.report.counts(item.table_key)
         if action == "present":
@@ -329,6 +341,7 @@ class _Run:
         for p in work:
             if p.decision and p.decision.action == "insert":
                 assert p.digests is not None and p.decision.url is not None
+                self.sink.advance("upload", files=1, nbytes=p.item.size, path=p.item.rel)
                 rows.append((p, asset_row(p.item, p.digests, object_url(p.decision.url, p.item.versioned_urls)),
                              "inserted"))
         self.phase_time["upload"] += time.perf_counter() - t0
@@ -546,7 +559,6 @@ class _Run:
             return
         defaults = ",".join(sorted(item.default_columns))
         query = (f"?defaults={defaults}&onconflict=skip" if defaults else "?onconflict=skip")
-        from deriva_upload.engine.ermrest import table_ref
         path = f"{self.erm.prefix}/entity/{table_ref(item.schema, item.table)}{query}"
         try:
             body: Any = p.data if p.data is not None else file_stream(item.path, 0, item.size)
@@ -577,23 +589,54 @@ class _Run:
 
 # Values repeated on every row (client ids) are shared, like the column names.
 _SHARED_VALUE_COLUMNS = frozenset({"RCB", "RMB"})
+_COLUMN_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-def _compact_row(row: Mapping[str, Any], d: Digests) -> dict[str, Any]:
-    """The row with interned column names and shared repeated values.
+class Row(Mapping[str, Any]):
+    """A catalog row stored compactly: one shared column-name tuple per table, a value tuple.
 
-    A 100,000-file report keeps every row (the seed returns them); without this each
-    row carries its own copies of ~15 column-name strings.
+    A 100,000-file report keeps every row (the seed returns them); as plain dicts they
+    cost ~2x the memory. Behaves like a read-only dict (``row["RID"]``, ``dict(row)``).
     """
-    out: dict[str, Any] = {}
+
+    __slots__ = ("_cols", "_vals")
+
+    def __init__(self, cols: tuple[str, ...], vals: tuple[Any, ...]) -> None:
+        self._cols = cols
+        self._vals = vals
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._vals[self._cols.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cols)
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+def _compact_row(row: Mapping[str, Any], d: Digests) -> Row:
+    """The row with shared column names and shared repeated values (see :class:`Row`)."""
+    cols = tuple(row)
+    cols = _COLUMN_TUPLES.setdefault(cols, tuple(sys.intern(c) for c in cols))
+    vals: list[Any] = []
+    rct = row.get("RCT")
     for k, v in row.items():
         if isinstance(v, str):
             if k == "MD5" and v == d.md5:
                 v = d.md5
             elif k in _SHARED_VALUE_COLUMNS:
                 v = sys.intern(v)
-        out[sys.intern(k)] = v
-    return out
+            elif k == "RMT" and v == rct:
+                v = rct  # inserted rows: modification time == creation time
+        vals.append(v)
+    return Row(cols, tuple(vals))
 
 
 def _read_and_digest(path: Path) -> tuple[bytes, Digests]:
@@ -605,7 +648,9 @@ def _read_and_digest(path: Path) -> tuple[bytes, Digests]:
 
 def _windows(source: Iterator[Item | Unmatched], size: int, report: UploadReport,
              tables: list[Item], sink: EventSink) -> Iterator[list[Item]]:
+    """Asset items in windows; the first ones are small so transfers start at once, then they grow."""
     window: list[Item] = []
+    target = min(size, limits.FIRST_WINDOW_FILES)
     for x in source:
         if isinstance(x, Unmatched):
             report.unmatched.append((x.rel, x.reason))
@@ -617,9 +662,10 @@ def _windows(source: Iterator[Item | Unmatched], size: int, report: UploadReport
             tables.append(x)
             continue
         window.append(x)
-        if len(window) >= size:
+        if len(window) >= target:
             yield window
             window = []
+            target = min(size, target * 2)
     if window:
         yield window
 
@@ -635,15 +681,17 @@ def _policy(options: UploadOptions) -> RetryPolicy:
     return RetryPolicy.from_seed(options.max_retries, options.retry_delay)
 
 
-def _transports(dest: Destination, options: UploadOptions) -> list[Transport]:
-    """``workers`` connections split into pools of ``POOL_CONNECTIONS``.
+def _transports(dest: Destination, options: UploadOptions) -> tuple[Transport, FastTransport]:
+    """An httpx transport for ERMrest (few, larger requests) and a lean one for Hatrac objects.
 
-    httpcore re-scans its whole pool (quadratically) on every request; several small
-    pools cost a fraction of one big pool's CPU per request at the same concurrency.
+    Object PUTs are the per-file hot path: httpx spends ~1.5 ms of client CPU on each,
+    the lean HTTP/1.1 client a fraction of that (see ``engine/http1.py``).
     """
-    n = max(1, math.ceil(options.workers / limits.POOL_CONNECTIONS))
-    per = max(1, math.ceil(options.workers / n))
-    return [Transport(dest, _policy(options), max_connections=per, timeout=options.timeout) for _ in range(n)]
+    policy = _policy(options)
+    erm = Transport(dest, policy, max_connections=min(options.workers, limits.POOL_CONNECTIONS),
+                    timeout=options.timeout)
+    objects = FastTransport(dest, policy, max_connections=options.workers, timeout=options.timeout)
+    return erm, objects
 
 
 # -- public entry points -------------------------------------------------------------------
@@ -674,9 +722,8 @@ async def upload_tree(root: Path | str, spec: Mapping[str, Any], dest: Destinati
                if options.use_journal else Journal.memory())
     report.warnings.extend(journal.warnings)
     own_transport = transport is None
-    transports = [transport] if transport is not None else _transports(dest, options)
-    tr = transports[0]
-    run = _Run(root, spec, dest, options, transports, journal, sink, report)
+    transports: list[Any] = [transport] if transport is not None else list(_transports(dest, options))
+    run = _Run(root, spec, dest, options, transports[:1], journal, sink, report, object_transports=transports[-1:])
     tables: list[Item] = []
     queue: asyncio.Queue[Window | None] = asyncio.Queue(maxsize=1)
     src = _windows(_source(root, spec, options, items), options.window_files, report, tables, sink)

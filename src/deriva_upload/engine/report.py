@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from deriva_upload.progress import UploadState
@@ -26,15 +27,16 @@ class FileResult:
     md5: str | None = None
     sha256: str | None = None
     length: int | None = None
-    record: dict[str, Any] | None = None
+    record: Mapping[str, Any] | None = None  # the catalog row (a compact read-only mapping)
     error: str | None = None
     # what the engine did: "uploaded" (object sent), "present" (row already there),
     # "inserted" (object reused, row added), "resumed" (chunked job continued), "table"
     action: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["state"] = self.state.name
+        d["record"] = dict(self.record) if self.record is not None else None
         return d
 
 

@@ -326,18 +326,12 @@ def walk_files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
     skips our journal directory and deriva-py transfer-state files.
     """
     root_abs = os.path.abspath(root)
-    seen: set[tuple[int, int]] = set()
+    # Only a symlinked directory can close a loop, so only their targets are remembered
+    # (a set of every directory would cost ~150 bytes per directory on huge trees).
+    seen_links: set[tuple[int, int]] = set()
     stack: list[tuple[str, str]] = [(root_abs, "")]
     while stack:
         d, rel_d = stack.pop()
-        try:
-            st = os.stat(d)
-        except OSError:
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
-            continue
-        seen.add(key)
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -353,6 +347,13 @@ def walk_files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
             if stat_mod.S_ISDIR(est.st_mode):
                 if e.name == JOURNAL_DIR_NAME:
                     continue
+                if e.is_symlink():
+                    key = (est.st_dev, est.st_ino)
+                    target = os.path.realpath(e.path)
+                    here = os.path.realpath(d)
+                    if key in seen_links or here == target or here.startswith(target + os.sep):
+                        continue  # a loop (or a second way into the same tree)
+                    seen_links.add(key)
                 subdirs.append((e.path, rel))
             elif stat_mod.S_ISREG(est.st_mode):
                 if e.name.startswith(SKIP_FILE_PREFIXES):

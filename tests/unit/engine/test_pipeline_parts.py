@@ -48,11 +48,11 @@ def test_compact_rows_share_names_and_values() -> None:
     assert [k for k in a][1] is [k for k in b][1]
 
 
-def test_workers_are_split_into_small_pools() -> None:
+def test_ermrest_and_object_transports() -> None:
     dest = Destination("http", "localhost:1", "1")
-    pools = _transports(dest, UploadOptions(workers=16))
-    assert len(pools) == 4
-    assert len(_transports(dest, UploadOptions(workers=1))) == 1
+    erm, objects = _transports(dest, UploadOptions(workers=16))
+    assert erm.destination == objects.destination == dest
+    assert objects._slots._value == 16  # object requests get every worker
 
 
 @pytest.mark.parametrize("bad", [dict(workers=0), dict(chunk_size=0), dict(shard=(2, 2)), dict(max_retries=-1),

@@ -247,12 +247,9 @@ class Plan:
         return not (self.create or self.drop or self.rebuild)
 
 
-def _empty_doc() -> dict:
-    return {"annotations": {}, "rights": dict(SCHEMA_RIGHTS), "features": {}, "acls": {}, "schemas": {}}
-
-
 def new_model_doc() -> dict:
-    return _empty_doc()
+    """The model document of an empty catalog."""
+    return {"annotations": {}, "rights": dict(SCHEMA_RIGHTS), "features": {}, "acls": {}, "schemas": {}}
 
 
 class ModelEditor:

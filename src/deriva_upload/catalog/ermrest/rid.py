@@ -16,24 +16,26 @@ _DECODE.update({"O": 0, "I": 1, "L": 1})
 
 
 def rid_encode(n: int) -> str:
-    """Encode a non-negative 64-bit integer as an ERMrest RID string."""
+    """Encode a non-negative 64-bit integer as an ERMrest RID string.
+
+    Equivalent to padding to 13 symbols, grouping by 4 from the right and stripping
+    leading ``0``/``-``, but only the significant symbols are produced (this runs once
+    per inserted row).
+    """
     if not isinstance(n, int) or n < 0 or n > MAX_VALUE:
         raise ValueError(f"RID value out of range: {n!r}")
     v = n << 1
+    if v == 0:
+        return "0"
     symbols = []
-    for _ in range(MAX_SYMBOLS):
+    while v:
         symbols.append(ALPHABET[v & 31])
         v >>= 5
-    symbols.reverse()
-    raw = "".join(symbols)
-    groups = []
-    # group from the right in fours
-    while raw:
-        groups.append(raw[-4:])
-        raw = raw[:-4]
-    text = "-".join(reversed(groups))
-    text = text.lstrip("0-")
-    return text or "0"
+    text = "".join(reversed(symbols))
+    head = len(text) % 4
+    groups = [text[:head]] if head else []
+    groups.extend(text[i : i + 4] for i in range(head, len(text), 4))
+    return "-".join(groups)
 
 
 def rid_decode(rid: str) -> int:

@@ -112,6 +112,8 @@ def upload_directory(
                                       retry_delay, timeout, credential_file)
     opts = options or UploadOptions(chunk_size=chunk_size, max_retries=max_retries, retry_delay=retry_delay,
                                     timeout=timeout, keep_records=True)
+    if opts.keep_records is None:
+        opts = opts.with_(keep_records=True)  # the seed returns every file's row
     on_event = _progress_adapter(progress_callback) if progress_callback else None
     report = run_upload(directory, spec, destination, opts, on_event=on_event)
     for path, reason in report.unmatched:

@@ -87,15 +87,3 @@ def b64(digest: bytes) -> str:
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
-
-def catalog_server(request: Any) -> Any:
-    """The shared session ``embedded_catalog`` fixture, or a private one when it is absent."""
-    try:
-        return request.getfixturevalue("embedded_catalog")
-    except Exception:  # noqa: BLE001 — fixture not defined (running before tests/conftest.py exists)
-        from deriva_upload.catalog import EmbeddedCatalog
-
-        cat = EmbeddedCatalog()
-        cat.start()
-        request.addfinalizer(cat.stop)
-        return cat

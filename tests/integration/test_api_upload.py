@@ -19,7 +19,6 @@ from tests.integration.engine_support import (
     ML,
     Target,
     asset_rel,
-    catalog_server,
     make_target,
     md5,
     write,
@@ -27,8 +26,9 @@ from tests.integration.engine_support import (
 
 
 @pytest.fixture(scope="module")
-def server(request):
-    return catalog_server(request)
+def server(embedded_catalog):
+    """The shared session catalog (tests/conftest.py); each test makes its own catalog id."""
+    return embedded_catalog
 
 
 @pytest.fixture

@@ -17,15 +17,16 @@ from deriva_upload.engine.options import UploadOptions
 from deriva_upload.engine.pipeline import file_stream, run_upload
 from deriva_upload.engine.retry import RetryPolicy
 from deriva_upload.errors import ServerError, TransientError
-from tests.integration.engine_support import ML, asset_rel, catalog_server, make_target, write
+from tests.integration.engine_support import ML, asset_rel, make_target, write
 from tests.support.faultproxy import FaultPlan, FaultProxy, Rule
 
 FAST = RetryPolicy(max_retries=3, backoff_initial=0.01, backoff_max=0.05)
 
 
 @pytest.fixture(scope="module")
-def server(request):
-    return catalog_server(request)
+def server(embedded_catalog):
+    """The shared session catalog (tests/conftest.py); each test makes its own catalog id."""
+    return embedded_catalog
 
 
 def _digests(data: bytes) -> Digests:
@@ -56,9 +57,10 @@ def test_put_head_get_and_chunked_job(server, tmp_path: Path) -> None:
                 await hc.put_chunk(job, i, file_stream(big, i * 1024, n), n)
             ver2 = await hc.finalize(job, name + "j", d)
             assert (await hc.head(ver2)).matches(d)
-            with pytest.raises(ServerError) as e:  # a client error fails fast with the server's message
-                await ft.request("PUT", "/hatrac/bad name", content=b"x")
-            assert e.value.status == 400
+            for body in (b"x", b"y" * (2 << 20)):  # a client error fails fast with the server's message
+                with pytest.raises(ServerError) as e:
+                    await ft.request("PUT", "/hatrac/bad!name", content=body)
+                assert e.value.status == 400 and not isinstance(e.value, TransientError)
             assert ft.stats.requests >= 8 and ft.stats.retries == 0
 
     asyncio.run(run())

@@ -25,7 +25,6 @@ from tests.integration.engine_support import (
     Target,
     asset_rel,
     b64,
-    catalog_server,
     make_target,
     md5,
     write,
@@ -35,8 +34,9 @@ OPTS = UploadOptions(retry_delay=0.05, max_retries=2)
 
 
 @pytest.fixture(scope="module")
-def server(request):
-    return catalog_server(request)
+def server(embedded_catalog):
+    """The shared session catalog (tests/conftest.py); each test makes its own catalog id."""
+    return embedded_catalog
 
 
 @pytest.fixture
@@ -302,3 +302,52 @@ def test_interrupted_chunked_upload_resumes_missing_chunks(tmp_path: Path, targe
     [row] = target.rows(ML, "Execution_Asset")
     assert row["MD5"] == md5(data)
     assert target.head(row["URL"]).headers["Content-SHA256"] == b64(hashlib.sha256(data).digest())
+
+
+def test_shards_split_the_work_between_runs(tmp_path: Path, target: Target) -> None:
+    for i in range(12):
+        write(tmp_path, asset_rel("Execution_Metadata", f"s{i}.txt", schema=ML), f"shard {i}".encode())
+    spec = target.spec()
+    seen: set[str] = set()
+    for i in range(3):
+        report = run_upload(tmp_path, spec, target.dest, OPTS.with_(shard=(i, 3)))
+        assert report.failed == {}
+        assert not seen & set(report.files)  # each file goes to exactly one shard
+        seen |= set(report.files)
+    assert len(seen) == 12 and len(target.rows(ML, "Execution_Metadata")) == 12
+
+
+def test_head_always_reuses_an_existing_object_version(tmp_path: Path, server) -> None:
+    a, b = make_target(server), make_target(server)
+    write(tmp_path, asset_rel("Execution_Metadata", "shared.txt", schema=ML), os.urandom(64))
+    assert run_upload(tmp_path, a.spec(), a.dest, OPTS).failed == {}
+    # a second catalog on the same host: GenericUploader's HEAD-then-PUT finds the object and reuses it
+    report = run_upload(tmp_path, b.spec(), b.dest, OPTS.with_(head_before_put="always"))
+    [res] = report.files.values()
+    assert res.action == "inserted"
+    assert b.rows(ML, "Execution_Metadata")[0]["URL"] == a.rows(ML, "Execution_Metadata")[0]["URL"]
+
+
+def test_json_table_file_and_rerun(tmp_path: Path, target: Target) -> None:
+    import json
+
+    rel = f"deriva-ml/execution/1-EXE/table/{DOMAIN}/Subject/Subject.json"
+    write(tmp_path, rel, json.dumps([{"Name": "j1"}, {"Name": "j2"}]).encode())
+    spec = target.spec()
+    report = run_upload(tmp_path, spec, target.dest, OPTS)
+    assert report.failed == {} and report.tables[f"{DOMAIN}:Subject"].inserted == 2
+    again = run_upload(tmp_path, spec, target.dest, OPTS)  # the journal knows it was inserted
+    assert again.files[rel].action == "present"
+    assert sorted(r["Name"] for r in target.rows(DOMAIN, "Subject")) == ["j1", "j2"]
+
+
+def test_events_reach_the_callback(tmp_path: Path, target: Target) -> None:
+    _tree(tmp_path)
+    events = []
+    report = run_upload(tmp_path, target.spec(), target.dest, OPTS, on_event=events.append)
+    assert report.failed == {}
+    phases = {e.phase for e in events}
+    assert {"hash", "upload", "done"} <= phases
+    last_upload = [e for e in events if e.phase == "upload"][-1]
+    assert last_upload.files_done == last_upload.files_total == 4
+    assert events[-1].phase == "done" and "4 file(s) ok" in events[-1].message

@@ -204,17 +204,21 @@ class FastTransport:
                         w.write(piece)
                         await w.drain()
             await w.drain()
+            write_error: BaseException | None = None
         except (ConnectionError, OSError) as e:
-            if conn.reused:
-                raise _StaleConnection() from e
-            raise
+            # The server may have answered early (e.g. 400 for a bad name) and closed:
+            # read that answer if there is one, so the caller gets the server's message.
+            write_error = e
         self.stats.bytes_sent += len(head) + length
         r = conn.reader
         try:
             line = await r.readuntil(b"\r\n")
-        except asyncio.IncompleteReadError as e:
-            if conn.reused and not e.partial:
-                raise _StaleConnection() from e
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as e:
+            partial = getattr(e, "partial", b"")
+            if conn.reused and not partial:
+                raise _StaleConnection() from (write_error or e)
+            if write_error is not None:
+                raise write_error
             raise ConnectionError("server closed the connection before answering") from e
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
@@ -227,7 +231,7 @@ class FastTransport:
                 continue
             k, _, v = hl.partition(b":")
             headers[k.strip().decode("latin-1").lower()] = v.strip().decode("latin-1")
-        keep = headers.get("connection", "").lower() != "close"
+        keep = headers.get("connection", "").lower() != "close" and write_error is None
         if method == "HEAD" or status in _NO_BODY_STATUS or 100 <= status < 200:
             content = b""
         elif "chunked" in headers.get("transfer-encoding", "").lower():

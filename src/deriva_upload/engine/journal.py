@@ -52,7 +52,7 @@ _COLUMNS = ("rel", "size", "mtime_ns", "md5", "sha256", "url", "job_url", "job_c
             "state", "error", "updated")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """What the journal knows about one file.
 

@@ -69,8 +69,9 @@ INSERT_BATCH = 500
 JOURNAL_BATCH = 500
 
 # Rows kept in a report by default (UploadOptions.keep_records=None): a row costs ~0.6 KB,
-# so 10,000 rows are ~6 MB while 100,000 would be ~60 MB on top of the per-file results.
-RECORDS_KEPT = 10_000
+# so 5,000 rows are ~3 MB while 100,000 would be ~60 MB on top of the per-file results
+# (a 100,000-file run peaks at ~191 MB RSS with this limit; target 200 MB).
+RECORDS_KEPT = 5_000
 
 # Maximum time between two progress events of the same phase (seconds): keeps a CLI
 # bar lively without turning 100,000 files into 100,000 callbacks.

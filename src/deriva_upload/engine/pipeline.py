@@ -134,6 +134,7 @@ class _Run:
                  transports: Sequence[Any], journal: Journal, sink: EventSink, report: UploadReport,
                  object_transports: Sequence[Any] | None = None) -> None:
         self.root = root
+        self.root_str = os.path.abspath(root)
         self.spec = spec
         self.dest = dest
         self.opt = options
@@ -156,10 +157,17 @@ class _Run:
 
     # -- results --------------------------------------------------------------------
 
+    def where(self, item: Item) -> dict[str, Any]:
+        """FileResult location fields: the shared root string, the path only if not root/rel."""
+        path = str(item.path)
+        if path == os.path.join(self.root_str, item.rel):
+            return {"rel": item.rel, "root": self.root_str}
+        return {"rel": item.rel, "abs_path": path}
+
     def fail(self, item: Item, exc: BaseException | str, digests: Digests | None = None) -> None:
         msg = exc if isinstance(exc, str) else _error_text(exc)
         self.report.files[item.rel] = FileResult(
-            path=str(item.path), state=UploadState.failed, status=msg, table=item.table_key, rid=item.rid,
+            **self.where(item), state=UploadState.failed, status=msg, table=item.table_key, rid=item.rid,
             md5=digests.md5 if digests else None, sha256=digests.sha256 if digests else None, length=item.size,
             error=msg, action="failed")
         self.report.counts(item.table_key).failed += 1
@@ -186,7 +194,7 @@ class _Run:
                   "inserted": "Object already stored; row inserted", "resumed": "Uploaded (resumed)"}.get(
             action, action)
         self.report.files[item.rel] = FileResult(
-            path=str(item.path), state=UploadState.success, status=status, table=item.table_key,
+            **self.where(item), state=UploadState.success, status=status, table=item.table_key,
             rid=row.get("RID"), url=url, md5=d.md5, sha256=d.sha256, length=item.size, record=row if keep else None,
             action=action)
         counts = self.report.counts(item.table_key)
@@ -305,6 +313,17 @@ class _Run:
 
     async def transfer_window(self, window: Window) -> None:
         """Objects of the window, then its rows."""
+        await self.insert_window(await self.send_window(window))
+
+    async def insert_window(self, rows: list[tuple[Prepared, dict[str, Any], str]]) -> None:
+        """Rows of one window (batched per table), then one journal transaction."""
+        t1 = time.perf_counter()
+        await self.insert_rows(rows)
+        self.journal.flush()
+        self.phase_time["insert"] += time.perf_counter() - t1
+
+    async def send_window(self, window: Window) -> list[tuple[Prepared, dict[str, Any], str]]:
+        """Objects of the window; returns the rows to insert."""
         t0 = time.perf_counter()
         work = [p for p in window.items if p.decision is not None]
         for p in work:
@@ -345,10 +364,7 @@ class _Run:
                 rows.append((p, asset_row(p.item, p.digests, object_url(p.decision.url, p.item.versioned_urls)),
                              "inserted"))
         self.phase_time["upload"] += time.perf_counter() - t0
-        t1 = time.perf_counter()
-        await self.insert_rows(rows)
-        self.journal.flush()
-        self.phase_time["insert"] += time.perf_counter() - t1
+        return rows
 
     def pick_hatrac(self) -> HatracClient:
         """Round-robin over the connection pools (one file's requests stay on one pool)."""
@@ -547,7 +563,7 @@ class _Run:
         item = p.item
         dec = p.decision
         if dec is not None and dec.action == "table-done":
-            self.report.files[item.rel] = FileResult(path=str(item.path), state=UploadState.success,
+            self.report.files[item.rel] = FileResult(**self.where(item), state=UploadState.success,
                                                      status="Already inserted (journal)", table=item.table_key,
                                                      length=item.size, action="present")
             self.report.counts(item.table_key).present += 1
@@ -576,7 +592,7 @@ class _Run:
             return
         finally:
             self._release(p)
-        self.report.files[item.rel] = FileResult(path=str(item.path), state=UploadState.success,
+        self.report.files[item.rel] = FileResult(**self.where(item), state=UploadState.success,
                                                  status=f"Inserted {n} row(s)", table=item.table_key,
                                                  md5=p.digests.md5 if p.digests else None, length=item.size,
                                                  action="table")
@@ -747,11 +763,23 @@ async def upload_tree(root: Path | str, spec: Mapping[str, Any], dest: Destinati
             await queue.put(None)
 
     async def consumer() -> None:
-        while True:
-            w = await queue.get()
-            if w is None:
-                return
-            await run.transfer_window(w)
+        # window k's rows are inserted while window k+1's objects are sent (one insert in flight)
+        inserting: asyncio.Task[None] | None = None
+        try:
+            while True:
+                w = await queue.get()
+                if w is None:
+                    break
+                rows = await run.send_window(w)
+                if inserting is not None:
+                    await inserting
+                inserting = asyncio.create_task(run.insert_window(rows))
+            if inserting is not None:
+                await inserting
+                inserting = None
+        finally:
+            if inserting is not None and not inserting.done():
+                inserting.cancel()
 
     try:
         if own_transport:

@@ -107,9 +107,12 @@ class TablePlan:
     conflicts: int = 0
 
 
-@dataclass
+@dataclass(repr=False)
 class Plan:
     """What an upload would do; nothing was written anywhere to compute it."""
+
+    def __repr__(self) -> str:  # short: asyncio formats the repr of asyncio.run's result on exit
+        return f"<Plan {self.total_files} file(s), {self.total_bytes} bytes, {len(self.unmatched)} unmatched>"
 
     tables: dict[str, TablePlan] = field(default_factory=dict)
     files: list[dict[str, Any]] = field(default_factory=list)

@@ -7,6 +7,7 @@ seed's ``dict[path, FileUploadState]``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from collections.abc import Mapping
 from typing import Any
@@ -16,9 +17,9 @@ from deriva_upload.progress import UploadState
 
 @dataclass(slots=True)
 class FileResult:
-    """What happened to one file."""
+    """What happened to one file (``path`` is its absolute path, ``rel`` relative to the root)."""
 
-    path: str
+    rel: str
     state: UploadState
     status: str = ""
     table: str | None = None
@@ -32,9 +33,21 @@ class FileResult:
     # what the engine did: "uploaded" (object sent), "present" (row already there),
     # "inserted" (object reused, row added), "resumed" (chunked job continued), "table"
     action: str = ""
+    # The path is derived from one root string shared by the whole run (a 100,000-file
+    # report would otherwise hold 100,000 absolute path strings); ``abs_path`` is set
+    # only for a file that does not live at root/rel.
+    root: str | None = None
+    abs_path: str | None = None
+
+    @property
+    def path(self) -> str:
+        if self.abs_path is not None:
+            return self.abs_path
+        return os.path.join(self.root, self.rel) if self.root else self.rel
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in ("root", "abs_path")}
+        d["path"] = self.path
         d["state"] = self.state.name
         d["record"] = dict(self.record) if self.record is not None else None
         return d
@@ -61,9 +74,14 @@ class RunStats:
     phases: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(repr=False)
 class UploadReport:
-    """Everything an upload run did. ``failed`` lists the files that did not make it."""
+    """Everything an upload run did. ``failed`` lists the files that did not make it.
+
+    ``repr`` is a one-line summary: asyncio formats the repr of a finished main task's
+    result when ``asyncio.run`` exits, which for a full repr of a 100,000-file report
+    would cost seconds and a huge string.
+    """
 
     files: dict[str, FileResult] = field(default_factory=dict)
     unmatched: list[tuple[str, str]] = field(default_factory=list)
@@ -95,6 +113,9 @@ class UploadReport:
     def to_json(self, **kw: Any) -> str:
         return json.dumps(self.to_dict(), default=str, **kw)
 
+    def __repr__(self) -> str:
+        return f"<UploadReport {self.summary()}>"
+
     def summary(self) -> str:
         """One line: files ok/failed, unmatched, requests and time."""
         n_ok = len(self.files) - len(self.failed)
@@ -102,9 +123,12 @@ class UploadReport:
                 f"{self.stats.requests} requests, {self.stats.bytes_sent} bytes sent in {self.stats.elapsed:.2f}s")
 
 
-@dataclass
+@dataclass(repr=False)
 class VerifyReport:
     """``verify``: per file, whether the row exists and the object's digests match."""
+
+    def __repr__(self) -> str:
+        return f"<VerifyReport {len(self.ok)} ok, {len(self.problems)} problem(s)>"
 
     ok: list[str] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)

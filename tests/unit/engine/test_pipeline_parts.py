@@ -66,3 +66,17 @@ def test_options_timeout_forms() -> None:
     assert UploadOptions(timeout=(6, 63)).request_timeout == 63.0
     assert UploadOptions(timeout=5).request_timeout == 5.0
     assert UploadOptions().request_timeout is None
+
+
+def test_file_result_path_and_dict() -> None:
+    from deriva_upload.engine.report import FileResult, UploadReport
+    from deriva_upload.progress import UploadState
+
+    r = FileResult(rel="a/b.txt", state=UploadState.success, root="/data/up", md5="m")
+    assert r.path == "/data/up/a/b.txt"
+    assert FileResult(rel="x", state=UploadState.failed, abs_path="/else/x").path == "/else/x"
+    d = r.to_dict()
+    assert d["path"] == "/data/up/a/b.txt" and d["state"] == "success" and "root" not in d
+    rep = UploadReport(files={"a/b.txt": r, "x": FileResult(rel="x", state=UploadState.failed, error="boom")})
+    assert list(rep.failed) == ["x"] and not rep.ok
+    assert '"failed": ["x"]' in rep.to_json()

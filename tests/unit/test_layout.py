@@ -82,7 +82,9 @@ def test_asset_file_path_uses_sorted_metadata_order(tmp_path: Path) -> None:
 
 def test_none_and_missing_metadata_become_the_null_sentinel(tmp_path: Path) -> None:
     # quirk 2: the seed wrote an explicit None as a directory called "None".
-    assert seed.seed_asset_file_path(tmp_path, "R", IMAGE, "a.png", {"Subject": None}).parts[-2] == "None"
+    seed_path = seed.seed_asset_file_path(tmp_path, "R", IMAGE, "a.png", {"Subject": None},
+                                          column_order=["Acquisition_Date", "Acquisition_Time", "Subject"])
+    assert seed_path.parts[-4:] == ("__NULL__", "__NULL__", "None", "a.png")
     p = L.asset_file_path(tmp_path, "R", IMAGE, "a.png", {"Subject": None, "Acquisition_Date": "2026-01-01"})
     assert p.parts[-4:] == ("2026-01-01", L.NULL_SENTINEL, L.NULL_SENTINEL, "a.png")
 

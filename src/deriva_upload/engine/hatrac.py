@@ -1,13 +1,14 @@
 """Hatrac object operations over the shared transport: HEAD, PUT, chunked jobs.
 
 Paths given here are already percent-encoded Hatrac paths (``/hatrac/ns/obj``).
-Non-idempotent requests (job create, finalize) are sent with ``idempotent=False``; a
-finalize whose answer was lost is recovered by HEADing the object and comparing
-digests, never by finalizing blindly again.
+Requests whose repetition leaves a trace (object PUT: a second version; job create: an
+orphan job; finalize) are never repeated blindly after a lost answer: the effect is
+looked for first (HEAD and compare digests; list the object's open jobs) and adopted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import httpx
 
 from deriva_upload.engine.items import Digests
 from deriva_upload.engine.transport import Transport
-from deriva_upload.errors import ServerError
+from deriva_upload.errors import ServerError, TransientError
 
 # Statuses of a HEAD that mean "no usable object here, upload it" (deriva-py treats
 # every 4xx like this: missing name, namespace, job in progress, forbidden version).
@@ -102,26 +103,82 @@ class HatracClient:
                   content_type: str, disposition: str | None) -> str:
         """Create a new version with one PUT; returns the version path.
 
-        A PUT is idempotent in effect (a repeated PUT only adds an identical version), so
-        the transport may retry it.
+        A repeated PUT would store a second, identical version, so a PUT whose answer was
+        lost is not repeated blindly: if HEAD shows our bytes as the current version, that
+        version is the result. ``data`` must be replayable (bytes or a stream factory).
         """
         headers = object_headers(digests, content_type, disposition)
         headers["Content-Length"] = str(size)
-        resp = await self.transport.request("PUT", f"{path}?parents=true", content=data, headers=headers,
-                                            expect=(200, 201))
+        resp = await self._request_adopting("PUT", f"{path}?parents=true", lambda: self._adopt_object(path, digests),
+                                            content=data, headers=headers)
         return _strip_origin(resp.text) or path
 
     async def create_job(self, path: str, size: int, chunk_length: int, digests: Digests, content_type: str,
                          disposition: str | None) -> str:
-        """Open a chunked upload job; returns the job path (``...;upload/<JOB>``)."""
+        """Open a chunked upload job; returns the job path (``...;upload/<JOB>``).
+
+        Job creation is not idempotent: a POST whose answer was lost may have opened a job.
+        Before creating again we adopt an open job of the same object with the same length
+        and digests, so a lost answer costs one listing instead of an orphan job.
+        """
         body = job_body(size, chunk_length, digests, content_type, disposition)
-        resp = await self.transport.request(
-            "POST", f"{path};upload?parents=true", content=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}, idempotent=False, expect=(200, 201))
+
+        async def adopt() -> httpx.Response | None:
+            job = await self.find_job(path, size, digests)
+            return httpx.Response(201, text=job + "\n") if job else None
+
+        resp = await self._request_adopting(
+            "POST", f"{path};upload?parents=true", adopt, content=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"})
         job = _strip_origin(resp.text) or resp.headers.get("Location", "")
         if ";upload/" not in job:
             raise ServerError(f"POST {path};upload answered without a job path: {resp.text[:200]!r}")
         return _strip_origin(job)
+
+    async def _request_adopting(self, method: str, url: str, adopt: Callable[[], Any], *,
+                                content: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        """Send a request whose repetition would leave a trace (a job, a version) at most once.
+
+        On an ambiguous failure (the answer was lost, maybe after the server acted) the
+        transport calls ``adopt``, which looks for the effect and answers for it; only when
+        there is none is the request sent again, with the policy's back-off.
+        """
+        policy = self.transport.policy
+        attempt = 0
+        while True:
+            try:
+                return await self.transport.request(method, url, content=content, headers=headers,
+                                                    idempotent=False, recover=adopt, expect=(200, 201))
+            except TransientError:
+                if attempt >= policy.max_retries:
+                    raise
+                self.transport.stats.retries += 1
+                await asyncio.sleep(policy.delay(attempt))
+                attempt += 1
+
+    async def _adopt_object(self, path: str, digests: Digests) -> httpx.Response | None:
+        """A current version of ``path`` holding exactly these bytes, as a create answer."""
+        info = await self.head(path)
+        if info is not None and info.location and info.same_content(digests):
+            return httpx.Response(201, text=info.location + "\n")
+        return None
+
+    async def find_job(self, path: str, size: int, digests: Digests) -> str | None:
+        """An open job on ``path`` for exactly these bytes (length and digests), if any."""
+        resp = await self.transport.request("GET", f"{path};upload", headers={"Accept": "application/json"},
+                                            expect=(200, 404, 409))
+        if resp.status_code != 200:
+            return None
+        try:
+            jobs = resp.json()
+        except ValueError:
+            return None
+        for job in jobs if isinstance(jobs, list) else []:
+            doc = await self.job_status(_strip_origin(str(job)))
+            if doc and doc.get("content-length") == size and doc.get("content-md5") in (None, digests.md5_b64) \
+                    and doc.get("content-sha256") in (None, digests.sha256_b64) and doc.get("content-md5"):
+                return _strip_origin(str(doc.get("url") or job))
+        return None
 
     async def job_status(self, job: str) -> dict[str, Any] | None:
         """The job's status document, or None when the job is gone (finished or cancelled)."""
@@ -149,13 +206,7 @@ class HatracClient:
         Finalize is not idempotent: if its answer is lost, HEAD the object and accept a
         current version with our digests instead of finalizing again.
         """
-        async def recover() -> httpx.Response | None:
-            info = await self.head(path)
-            if info is not None and info.location and info.same_content(digests):
-                return httpx.Response(201, text=info.location + "\n")
-            return None
-
-        resp = await self.transport.request("POST", job, idempotent=False, recover=recover, expect=(200, 201))
+        resp = await self._request_adopting("POST", job, lambda: self._adopt_object(path, digests))
         return _strip_origin(resp.text) or path
 
     async def cancel(self, job: str) -> None:

@@ -258,7 +258,8 @@ class FastTransport:
             conn.close()
         return Response(status, headers, content)
 
-    async def _once(self, method: str, path: str, head: bytes, body_factory: Callable[[], Any], length: int) -> Response:
+    async def _once(self, method: str, path: str, head: bytes, body_factory: Callable[[], Any], length: int,
+                    idempotent: bool = True) -> Response:
         async with self._slots:
             while True:
                 # idle connections first (LIFO: the most recently used is the least likely closed)
@@ -266,9 +267,13 @@ class FastTransport:
                 try:
                     async with _deadline(self._timeout):
                         return await self._exchange(conn, method, path, head, body_factory(), length)
-                except _StaleConnection:
-                    conn.close()  # the server closed it while idle: nothing was processed; try another
-                    continue
+                except _StaleConnection as stale:
+                    conn.close()
+                    if not idempotent:
+                        # no answer at all on a reused connection: usually closed while idle, but a
+                        # server (or proxy) may have acted and then dropped it; let the caller look
+                        raise ConnectionError("server closed the connection before answering") from stale
+                    continue  # closed while idle: nothing was processed; try another
                 except BaseException:
                     conn.close()
                     raise
@@ -317,7 +322,7 @@ class FastTransport:
         while True:
             self.stats.requests += 1
             try:
-                resp = await self._once(method, path, head, body_factory, length)
+                resp = await self._once(method, path, head, body_factory, length, idempotent)
             except (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                     asyncio.LimitOverrunError, ValueError) as exc:
                 err: BaseException = exc if isinstance(exc, (ConnectionError, TimeoutError)) else ConnectionError(str(exc))

@@ -8,7 +8,6 @@ looked for first (HEAD and compare digests; list the object's open jobs) and ado
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import httpx
 
 from deriva_upload.engine.items import Digests
 from deriva_upload.engine.transport import Transport
-from deriva_upload.errors import ServerError, TransientError
+from deriva_upload.errors import ServerError
 
 # Statuses of a HEAD that mean "no usable object here, upload it" (deriva-py treats
 # every 4xx like this: missing name, namespace, job in progress, forbidden version).
@@ -143,18 +142,8 @@ class HatracClient:
         transport calls ``adopt``, which looks for the effect and answers for it; only when
         there is none is the request sent again, with the policy's back-off.
         """
-        policy = self.transport.policy
-        attempt = 0
-        while True:
-            try:
-                return await self.transport.request(method, url, content=content, headers=headers,
-                                                    idempotent=False, recover=adopt, expect=(200, 201))
-            except TransientError:
-                if attempt >= policy.max_retries:
-                    raise
-                self.transport.stats.retries += 1
-                await asyncio.sleep(policy.delay(attempt))
-                attempt += 1
+        return await self.transport.request(method, url, content=content, headers=headers, idempotent=False,
+                                            recover=adopt, expect=(200, 201))
 
     async def _adopt_object(self, path: str, digests: Digests) -> httpx.Response | None:
         """A current version of ``path`` holding exactly these bytes, as a create answer."""

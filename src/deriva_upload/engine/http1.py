@@ -334,9 +334,14 @@ class FastTransport:
                     attempt += 1
                     continue
                 if not idempotent and recover is not None:
+                    # look before repeating: the server may have acted before the answer was lost
                     recovered = await recover()
                     if recovered is not None:
                         return recovered
+                    if replayable and self.policy.should_retry(attempt, err, idempotent=True):
+                        await self._backoff(attempt, None)
+                        attempt += 1
+                        continue
                 raise TransientError(f"{method} {path[:200]} failed after {attempt + 1} attempt(s): "
                                      f"{fault_kind(err)}: {err}", url=path) from exc
             status = resp.status_code
@@ -352,6 +357,10 @@ class FastTransport:
                 recovered = await recover()
                 if recovered is not None:
                     return recovered
+                if self.policy.should_retry(attempt, status, idempotent=True):
+                    await self._backoff(attempt, resp.headers.get("retry-after"))
+                    attempt += 1
+                    continue
             raise self._error(method, path, resp, attempt + 1, transient)
 
     async def _backoff(self, attempt: int, retry_after: str | None) -> None:

@@ -514,14 +514,25 @@ class _Run:
             self.journal.flush()
             self.sink.advance("upload", nbytes=length, path=item.rel)
 
-        await asyncio.gather(*(send(i) for i in missing))
-        self.journal.flush()
-        st = item.path.stat()
-        if (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
+        async def abandon(reason: str) -> IntegrityError:
+            # the bytes on disk are no longer the ones hashed: the job can never verify, close it
             async with self.requests:
                 await hc.cancel(job)
-            self.journal.update(item.rel, st.st_size, st.st_mtime_ns, state="new")
-            raise IntegrityError(f"{item.rel}: file changed while it was being uploaded; run the upload again")
+            st = item.path.stat()
+            self.journal.update(item.rel, st.st_size, st.st_mtime_ns, state="new", job_url=None, chunks=())
+            self.journal.flush()
+            return IntegrityError(f"{item.rel}: {reason}; run the upload again")
+
+        results = await asyncio.gather(*(send(i) for i in missing), return_exceptions=True)
+        self.journal.flush()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if any(isinstance(e, IntegrityError) for e in errors):
+            raise await abandon("file shrank while it was being uploaded")
+        if errors:
+            raise errors[0]
+        st = item.path.stat()
+        if (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
+            raise await abandon("file changed while it was being uploaded")
         async with self.requests:
             return await hc.finalize(job, path, d)
 

@@ -204,8 +204,13 @@ class _Run:
             counts.present += 1
         else:
             counts.inserted += 1
-        self.journal.update(item.rel, item.size, item.mtime_ns, md5=d.md5, sha256=d.sha256, url=url,
-                            rid=row.get("RID"), state="done", job_url=None, chunks=(), error=None)
+        e = p.entry
+        unchanged = (e is not None and e.state == "done" and e.job_url is None and not e.chunks and e.error is None
+                     and (e.size, e.mtime_ns, e.md5, e.sha256, e.url, e.rid)
+                     == (item.size, item.mtime_ns, d.md5, d.sha256, url, row.get("RID")))
+        if not unchanged:  # a no-op rerun writes nothing to the journal
+            self.journal.update(item.rel, item.size, item.mtime_ns, md5=d.md5, sha256=d.sha256, url=url,
+                                rid=row.get("RID"), state="done", job_url=None, chunks=(), error=None)
 
     # -- hash stage -----------------------------------------------------------------
 

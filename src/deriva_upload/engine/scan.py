@@ -319,13 +319,18 @@ def in_shard(rel: str, shard: tuple[int, int] | None) -> bool:
     return zlib.crc32(rel.encode("utf-8", "surrogateescape")) % n == i
 
 
-def walk_files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+def walk_files(root: Path, refused: list[Unmatched] | None = None) -> Iterator[tuple[str, str, os.stat_result]]:
     """``(absolute posix path, relative posix path, stat)`` of every regular file, sorted.
 
-    Follows symlinks (the seed's staging trees are symlink farms) but never loops;
-    skips our journal directory and deriva-py transfer-state files.
+    Follows symlinks that stay inside ``root`` (the seed's staging trees are symlink
+    farms), each linked directory once. A link that leaves ``root``, closes a loop,
+    leads into a directory already walked through another link, or cannot be read is
+    not followed and is appended to ``refused`` with the reason (never skipped silently).
+    Skips our journal directory and deriva-py transfer-state files.
     """
     root_abs = os.path.abspath(root)
+    root_real = os.path.realpath(root_abs)
+    refused = refused if refused is not None else []
     # Only a symlinked directory can close a loop, so only their targets are remembered
     # (a set of every directory would cost ~150 bytes per directory on huge trees).
     seen_links: set[tuple[int, int]] = set()
@@ -335,30 +340,47 @@ def walk_files(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError:
+        except OSError as exc:
+            refused.append(Unmatched(rel_d or ".", f"directory cannot be read: {exc.strerror or exc}"))
             continue
         subdirs: list[tuple[str, str]] = []
         for e in entries:
             rel = f"{rel_d}/{e.name}" if rel_d else e.name
+            link = e.is_symlink()
+            if link:
+                target = os.path.realpath(e.path)
+                if target != root_real and not target.startswith(root_real + os.sep):
+                    refused.append(Unmatched(rel, f"refused: symlink points outside the upload directory "
+                                                  f"(to {target}); copy the file into the tree to upload it"))
+                    continue
             try:
                 est = e.stat(follow_symlinks=True)
-            except OSError:
+            except OSError as exc:
+                refused.append(Unmatched(rel, f"cannot be read: {exc.strerror or exc}"
+                                              + (" (broken symlink)" if link else "")))
                 continue
             if stat_mod.S_ISDIR(est.st_mode):
                 if e.name == JOURNAL_DIR_NAME:
                     continue
-                if e.is_symlink():
+                if link:
                     key = (est.st_dev, est.st_ino)
-                    target = os.path.realpath(e.path)
                     here = os.path.realpath(d)
-                    if key in seen_links or here == target or here.startswith(target + os.sep):
-                        continue  # a loop (or a second way into the same tree)
+                    if here == target or here.startswith(target + os.sep):
+                        refused.append(Unmatched(rel, f"refused: symlink loop (points back to its own ancestor "
+                                                      f"{os.path.relpath(target, root_real)})"))
+                        continue
+                    if key in seen_links:
+                        refused.append(Unmatched(rel, "refused: symlink to a directory already walked through "
+                                                      "another link (each file is uploaded once)"))
+                        continue
                     seen_links.add(key)
                 subdirs.append((e.path, rel))
             elif stat_mod.S_ISREG(est.st_mode):
                 if e.name.startswith(SKIP_FILE_PREFIXES):
                     continue
                 yield e.path.replace(os.sep, "/"), rel, est
+            else:
+                refused.append(Unmatched(rel, "not a regular file (device, socket or pipe)"))
         stack.extend(reversed(subdirs))
 
 
@@ -369,10 +391,14 @@ def iter_scan(root: Path | str, spec: Mapping[str, Any], shard: tuple[int, int] 
     if not root.is_dir():
         raise ConfigError(f"upload directory {root} does not exist or is not a directory")
     matcher = matcher or SpecMatcher(spec)
-    for path, rel, st in walk_files(root):
+    refused: list[Unmatched] = []
+    for path, rel, st in walk_files(root, refused):
+        while refused:
+            yield refused.pop(0)
         if not in_shard(rel, shard):
             continue
         yield matcher.match(path, rel, st.st_size, st.st_mtime_ns)
+    yield from refused
 
 
 def scan_tree(root: Path | str, spec: Mapping[str, Any], shard: tuple[int, int] | None = None) -> ScanResult:

@@ -136,7 +136,9 @@ def test_symlinked_files_and_dir_loops(tmp_path: Path, spec: dict) -> None:
     res = scan_tree(tmp_path, spec)
     item = by_rel(res)[f"{EXEC}/asset/deriva-ml/Execution_Metadata/real.txt"]
     assert item.size == 3
-    assert len([u for u in res.unmatched if u[0].startswith("src/")]) == 1  # real.txt once, loop not followed
+    unmatched = dict(u for u in res.unmatched if u[0].startswith("src/"))
+    assert sorted(unmatched) == ["src/loop", "src/real.txt"]  # real.txt once; the loop reported, not followed
+    assert "symlink loop" in unmatched["src/loop"]
 
 
 def test_generic_mapping_uses_regex_semantics(tmp_path: Path) -> None:

@@ -291,8 +291,15 @@ def test_table_csv_whose_insert_answer_was_lost_is_not_inserted_twice(tmp_path: 
     plan = FaultPlan(rules=(Rule("delay_after_commit", method="POST", path="/entity/demo-schema:Subject", times=1),),
                      hold_seconds=1.5)
     with FaultProxy(rcat.port, plan) as proxy:
-        run_upload(root, spec, destination(proxy.hostname, rcid), _opts(timeout=1.0, max_retries=3))
-    run_upload(root, spec, destination(rcat.hostname, rcid), _opts())  # the user runs it again
+        first = run_upload(root, spec, destination(proxy.hostname, rcid), _opts(timeout=1.0, max_retries=3))
+        assert first.ok and first.stats.retries >= 1, "the lost answer was retried"
+        with CatalogView(rcat.base_url, rcid) as view:
+            names = sorted(r["Name"] for r in view.rows("demo-schema", "Subject"))
+        assert names == [f"{salt}-a", f"{salt}-b"], f"rows inserted more than once: {names}"
+        for j in (root / ".deriva-upload").glob("journal-*"):  # even when the journal forgot the file ...
+            j.unlink()
+        second = run_upload(root, spec, destination(proxy.hostname, rcid), _opts())  # ... a rerun adds nothing
+    assert second.ok
     with CatalogView(rcat.base_url, rcid) as view:
         names = sorted(r["Name"] for r in view.rows("demo-schema", "Subject"))
     assert names == [f"{salt}-a", f"{salt}-b"], f"rows inserted more than once: {names}"

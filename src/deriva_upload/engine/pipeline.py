@@ -46,11 +46,13 @@ from deriva_upload.engine.items import (
     object_url,
 )
 from deriva_upload.engine.journal import Entry, Journal
+from deriva_upload.engine.ledger import RidLedger, ledger_path
 from deriva_upload.engine.options import UploadOptions
 from deriva_upload.engine.plan import Decision, Plan, decide, find_row, group_rows, is_chunked
 from deriva_upload.engine.report import FileResult, UploadReport, VerifyReport
 from deriva_upload.engine.retry import RetryPolicy
 from deriva_upload.engine.scan import SpecMatcher, Unmatched, in_shard, iter_scan
+from deriva_upload.engine.tables import body_with_rids, parse_table_file
 from deriva_upload.engine.transport import Transport
 from deriva_upload.errors import ConfigError, DerivaUploadError, IntegrityError, ServerError
 from deriva_upload.progress import UploadState
@@ -152,6 +154,7 @@ class _Run:
         self.requests = asyncio.Semaphore(options.workers)
         # per table: does a sample of the journal's "done" rows still exist? (see trust_journal)
         self.journal_trusted: dict[tuple[str, str], bool] = {}
+        self._ledger: RidLedger | None = None
         self._columns: dict[str, list[str]] | None = None
         self._columns_lock = asyncio.Lock()
         self.phase_time: dict[str, float] = defaultdict(float)
@@ -614,7 +617,15 @@ class _Run:
 
     # -- table files ----------------------------------------------------------------
 
+    def table_ledger(self) -> RidLedger:
+        """The RID ledger of table-file rows, next to the journal (opened on first use)."""
+        if self._ledger is None:
+            self._ledger = RidLedger(ledger_path(self.root, self.dest, self.opt.journal_dir, under_upload_root=False),
+                                     self.dest.key())
+        return self._ledger
+
     async def upload_table_file(self, p: Prepared) -> None:
+        """POST a table file's rows; safe to repeat (leased RIDs, ``onconflict=skip``; see engine.tables)."""
         item = p.item
         dec = p.decision
         if dec is not None and dec.action == "table-done":
@@ -628,16 +639,29 @@ class _Run:
         if ctype is None:
             self.fail(item, f"unsupported table file type {ext!r} (use .csv or .json)")
             return
-        defaults = ",".join(sorted(item.default_columns))
-        query = (f"?defaults={defaults}&onconflict=skip" if defaults else "?onconflict=skip")
-        path = f"{self.erm.prefix}/entity/{table_ref(item.schema, item.table)}{query}"
         try:
-            body: Any = p.data if p.data is not None else file_stream(item.path, 0, item.size)
+            raw = p.data if p.data is not None else item.path.read_bytes()
+            parsed = parse_table_file(item.rel, raw, ext)
+            if "RID" in parsed.columns:  # the file brings its own RIDs
+                body, n_rows = raw, len(parsed.rows)
+            else:
+                ledger = self.table_ledger()
+                rids = [ledger.get(item.table_key, r) for r in parsed.rows]
+                need = [r for r, rid in zip(parsed.rows, rids) if rid is None]
+                if need:
+                    async with self.requests:
+                        fresh = iter(await self.erm.lease_rids(len(need)))
+                    ledger.put_many(item.table_key, [(r, next(fresh)) for r in need])  # before the POST
+                    rids = [ledger.get(item.table_key, r) for r in parsed.rows]
+                body, n_rows = body_with_rids(parsed, [str(r) for r in rids], ext), len(parsed.rows)
+            defaults = ",".join(sorted(c for c in item.default_columns if c != "RID"))
+            query = f"?defaults={defaults}&nondefaults=RID&onconflict=skip" if defaults else \
+                "?nondefaults=RID&onconflict=skip"
+            path = f"{self.erm.prefix}/entity/{table_ref(item.schema, item.table)}{query}"
             async with self.requests:
                 resp = await self.tr.request("POST", path, content=body,
-                                             headers={"Content-Type": ctype, "Accept": "application/json",
-                                                      "Content-Length": str(item.size)},
-                                             idempotent=False, expect=(200, 201))
+                                             headers={"Content-Type": ctype, "Accept": "application/json"},
+                                             idempotent=True, expect=(200, 201))
             try:
                 n = len(resp.json())
             except ValueError:
@@ -651,8 +675,10 @@ class _Run:
                                                  status=f"Inserted {n} row(s)", table=item.table_key,
                                                  md5=p.digests.md5 if p.digests else None, length=item.size,
                                                  action="table")
-        self.report.counts(item.table_key).inserted += n
-        self.report.counts(item.table_key).bytes += item.size
+        counts = self.report.counts(item.table_key)
+        counts.inserted += n
+        counts.present += n_rows - n
+        counts.bytes += item.size
         self.journal.update(item.rel, item.size, item.mtime_ns, state="done",
                             **({"md5": p.digests.md5, "sha256": p.digests.sha256} if p.digests else {}))
         self.sink.advance("upload", files=1, nbytes=item.size, path=item.rel)
@@ -860,6 +886,8 @@ async def upload_tree(root: Path | str, spec: Mapping[str, Any], dest: Destinati
         sink.finish("insert")
     finally:
         journal.close()
+        if run._ledger is not None:
+            run._ledger.close()
         run.pool.shutdown(wait=False)
         if own_transport:
             for t in transports:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from deriva_upload.execution.asset_index import AssetIndex
 from deriva_upload.execution.layout import FEATURE_EXTENSIONS, MANIFEST_NAME, TABLE_EXTENSIONS
-from deriva_upload.execution.ledger import RidLedger, ledger_path
+from deriva_upload.engine.ledger import RidLedger, ledger_path
 from deriva_upload.execution.notify import progress_adapter
 from deriva_upload.execution.plan import AssetTypes, ExecutionPlan, RowGroup, RowSource, StagedAsset
 from deriva_upload.execution.problems import MAX_PROBLEMS_IN_MESSAGE, ExecutionValidationError, Problem

@@ -14,7 +14,7 @@ from deriva_upload.engine.ermrest import ErmrestClient
 from deriva_upload.engine.retry import RetryPolicy
 from deriva_upload.engine.transport import Transport
 from deriva_upload.errors import DerivaUploadError
-from deriva_upload.execution.ledger import RidLedger, ledger_path
+from deriva_upload.engine.ledger import RidLedger, ledger_path
 from deriva_upload.execution.notify import notify, progress_adapter
 from deriva_upload.execution.problems import ExecutionValidationError
 from deriva_upload.execution.report import ExecutionReport

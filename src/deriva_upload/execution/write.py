@@ -13,7 +13,7 @@ from deriva.core.ermrest_model import Table
 
 from deriva_upload.engine.ermrest import ErmrestClient
 from deriva_upload.errors import AuthError, DerivaUploadError, ServerError, TransientError
-from deriva_upload.execution.ledger import RidLedger
+from deriva_upload.engine.ledger import RidLedger
 from deriva_upload.execution.plan import RowSource
 from deriva_upload.execution.problems import Problem
 from deriva_upload.execution.report import ExecutionReport, TableTally

@@ -11,10 +11,18 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from deriva_upload.engine.destination import Destination
-from deriva_upload.execution.plan import RowSource
+
+
+class RowSource(Protocol):
+    """A row with where it came from: the file, its line, and its values."""
+
+    file: str
+    line: int | None
+    values: Mapping[str, Any]
+
 
 # Hex digits of the destination key's SHA-256 in the ledger's file name: enough to keep
 # catalogs apart in one directory, short enough to read.
@@ -57,8 +65,10 @@ class RidLedger:
         self.db.close()
 
 
-def ledger_path(prefix: Path, dest: Destination, journal_dir: Path | None) -> Path:
-    """The ledger file: next to the engine's journal, else under ``<prefix>/deriva-ml/.deriva-upload/``."""
-    base = Path(journal_dir) if journal_dir is not None else prefix / "deriva-ml" / ".deriva-upload"
+def ledger_path(prefix: Path, dest: Destination, journal_dir: Path | None, *, under_upload_root: bool = True) -> Path:
+    """The ledger file: next to the engine's journal, else under ``<prefix>/deriva-ml/.deriva-upload/``
+    (or ``<prefix>/.deriva-upload/`` for a generic upload root)."""
+    default = prefix / "deriva-ml" / ".deriva-upload" if under_upload_root else prefix / ".deriva-upload"
+    base = Path(journal_dir) if journal_dir is not None else default
     key = hashlib.sha256(dest.key().encode()).hexdigest()[:DEST_DIGEST_CHARS]
     return base / f"rows-{key}.sqlite"

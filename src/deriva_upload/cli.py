@@ -587,29 +587,15 @@ def _execution_plan(target: Target, work: Work, rid: str) -> Any:
 
 def _upload_execution(target: Target, work: Work, rid: str, options: Any, view: Any) -> Any:
     """``execution.upload_execution`` with our options and progress view."""
-    import inspect
-
     from deriva_upload import execution as ex
 
     kwargs: dict[str, Any] = dict(chunk_size=options.chunk_size, workers=options.workers, dest=target.dest,
                                   max_retries=options.max_retries, retry_delay=options.retry_delay,
                                   timeout=options.timeout)
-    params = inspect.signature(ex.upload_execution).parameters
-    if options.journal_dir is not None and "journal_dir" in params:
+    if options.journal_dir is not None:
         kwargs["journal_dir"] = options.journal_dir
-    if "on_event" in params:  # engine events carry file counts; prefer them when offered
-        return ex.upload_execution(target.model, work.prefix, rid, on_event=view, **kwargs)
-    # upload_execution turns engine events into the seed's UploadProgress (bytes and
-    # percent only). Our view reads both, so let the engine's events through unchanged
-    # for the bars' file counts; step announcements still arrive as UploadProgress.
-    adapter = getattr(ex, "_progress_adapter", None)
-    if adapter is None:
-        return ex.upload_execution(target.model, work.prefix, rid, progress_callback=view, **kwargs)
-    ex._progress_adapter = lambda callback: callback  # type: ignore[attr-defined]
-    try:
-        return ex.upload_execution(target.model, work.prefix, rid, progress_callback=view, **kwargs)
-    finally:
-        ex._progress_adapter = adapter  # type: ignore[attr-defined]
+    # engine events carry per-phase file counts for the bars; step announcements arrive as UploadProgress
+    return ex.upload_execution(target.model, work.prefix, rid, progress_callback=view, on_event=view, **kwargs)
 
 
 def _table_counts(report: Any) -> dict[str, Any]:

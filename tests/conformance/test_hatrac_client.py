@@ -18,7 +18,7 @@ from deriva.core.hatrac_store import HatracHashMismatch
 
 from deriva_upload.catalog.hatrac_store import open_jobs
 
-from tests.conformance.test_hatrac_support import HatracServer, hatrac_server  # noqa: F401  (fixture)
+from tests.support.hatrac_server import HatracServer, hatrac_server  # noqa: F401  (fixture)
 
 
 def _b64(data: bytes, algo: str) -> str:

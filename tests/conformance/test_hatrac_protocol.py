@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from deriva_upload.catalog.hatrac_store import open_jobs
-from tests.conformance.test_hatrac_support import (  # noqa: F401  (fixtures)
+from tests.support.hatrac_server import (  # noqa: F401  (fixtures)
     HatracServer,
     hatrac_server,
     standalone_hatrac,

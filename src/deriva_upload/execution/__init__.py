@@ -52,7 +52,6 @@ from deriva_upload.execution.write import Writer
 
 # Steps ``run`` looks up here on every upload, so a caller may swap them: the CLI
 # passes the engine's events through unchanged; crash tests stop before the features.
-_progress_adapter = progress_adapter
 _write_features = write_features
 
 __all__ = [

@@ -32,10 +32,8 @@ T = TypeVar("T")
 def _seam(name: str, default: T) -> T:
     """The package's attribute ``name`` as it is now, else ``default``.
 
-    Two steps are looked up on the package at call time so callers can swap them
-    there: the CLI replaces ``_progress_adapter`` to receive the engine's events
-    unchanged (its bars read their file counts), and the crash tests replace
-    ``_write_features`` to stop an upload between the links and the features.
+    The crash tests replace ``_write_features`` on the package to stop an upload
+    between the links and the features; looking it up at call time lets them.
     """
     return getattr(sys.modules[__package__], name, default)
 
@@ -67,6 +65,7 @@ async def upload_execution_async(
     workers: int | None = None,
     dest: Destination | None = None,
     journal_dir: Path | str | None = None,
+    on_event: Callable[[Any], None] | None = None,
 ) -> ExecutionReport:
     """Async form of :func:`upload_execution` (for callers already inside an event loop)."""
     started = time.monotonic()
@@ -86,7 +85,8 @@ async def upload_execution_async(
             raise ExecutionValidationError(exec_rid, plan.problems)
 
         notify(progress_callback, "upload", f"uploading {len(plan.assets)} asset file(s)")
-        on_event = _seam("_progress_adapter", progress_adapter)(progress_callback)
+        if on_event is None:  # the seed's callback gets UploadProgress; on_event gets the engine's events
+            on_event = progress_adapter(progress_callback)
         uploaded, failed = await upload_assets(plan, model, dest, options, on_event, report, transport)
         writer = Writer(client, model, report, lambda: RidLedger(ledger_path(prefix, dest, options.journal_dir),
                                                           dest.key()), batch_size=options.insert_batch)
@@ -122,17 +122,20 @@ def upload_execution(
     workers: int | None = None,
     dest: Destination | None = None,
     journal_dir: Path | str | None = None,
+    on_event: Callable[[Any], None] | None = None,
 ) -> ExecutionReport:
     """Upload ``<prefix>/deriva-ml/execution/<exec_rid>/`` completely, in order, re-runnably.
 
     Raises :class:`ExecutionValidationError` (nothing written) when the staged files
     cannot be uploaded as they are; otherwise returns an :class:`ExecutionReport` whose
     ``ok`` is False if some file or row failed (a rerun completes the rest).
+    ``progress_callback`` receives the seed's ``UploadProgress``; ``on_event``, if given,
+    receives the engine's events instead (with file counts per phase), as the CLI's bars do.
     """
     return run_sync(lambda: upload_execution_async(
         model, prefix, exec_rid, progress_callback=progress_callback, max_retries=max_retries,
         retry_delay=retry_delay, timeout=timeout, chunk_size=chunk_size, workers=workers, dest=dest,
-        journal_dir=journal_dir))
+        journal_dir=journal_dir, on_event=on_event))
 
 
 def run_sync(make_coro: Callable[[], Any]) -> Any:

@@ -273,7 +273,11 @@ class FastTransport:
                         # no answer at all on a reused connection: usually closed while idle, but a
                         # server (or proxy) may have acted and then dropped it; let the caller look
                         raise ConnectionError("server closed the connection before answering") from stale
-                    continue  # closed while idle: nothing was processed; try another
+                    # closed while idle (nothing was answered): send it again on another connection;
+                    # the server may still have seen it, so it counts as a request and a retry
+                    self.stats.requests += 1
+                    self.stats.retries += 1
+                    continue
                 except BaseException:
                     conn.close()
                     raise

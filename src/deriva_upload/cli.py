@@ -1022,6 +1022,20 @@ def _target_args(host: str, catalog: str, token: str | None, scheme: str | None,
     return connect(host, catalog, token, scheme, ca_bundle)
 
 
+def _remote(action: Any, make_options: Any, directory: Path, host: str, catalog: str, token: str | None,
+            scheme: str | None, ca_bundle: Path | None, execution: str | None, json_path: Path | None,
+            quiet: bool, debug: bool) -> None:
+    """What upload, plan and verify share: check the input, connect, run ``action``, exit with its code."""
+    with _guard(debug, host, [token]):
+        options = make_options()
+        root = check_directory(directory)
+        target = _target_args(host, catalog, token, scheme, ca_bundle)
+        console = err_console()
+        code = action(target, root, options, execution=execution, console=console, out=_report_console(json_path),
+                      mode=progress_mode(console, quiet), json_path=json_path, write_json=write_json)
+    raise typer.Exit(code)
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def upload(
     directory: DirArg,
@@ -1039,15 +1053,8 @@ def upload(
     debug: DebugOpt = False,
 ) -> None:
     """Upload a directory (an execution tree or a generic upload root) to a catalog."""
-    with _guard(debug, host, [token]):
-        options = _options(chunk_size, workers, shard)
-        root = check_directory(directory)
-        target = _target_args(host, catalog, token, scheme, ca_bundle)
-        console = err_console()
-        code = do_upload(target, root, options, execution=execution, console=console,
-                                    out=_report_console(json_path), mode=progress_mode(console, quiet),
-                                    json_path=json_path, write_json=write_json)
-    raise typer.Exit(code)
+    _remote(do_upload, lambda: _options(chunk_size, workers, shard), directory, host, catalog, token, scheme, ca_bundle, execution, json_path,
+            quiet, debug)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -1067,15 +1074,8 @@ def plan(
     debug: DebugOpt = False,
 ) -> None:
     """Dry run: which files go to which tables, how many bytes, what the catalog already has. Writes nothing."""
-    with _guard(debug, host, [token]):
-        options = _options(chunk_size, workers, shard, dry_run=True)
-        root = check_directory(directory)
-        target = _target_args(host, catalog, token, scheme, ca_bundle)
-        console = err_console()
-        code = do_plan(target, root, options, execution=execution, console=console,
-                                  out=_report_console(json_path), mode=progress_mode(console, quiet),
-                                  json_path=json_path, write_json=write_json)
-    raise typer.Exit(code)
+    _remote(do_plan, lambda: _options(chunk_size, workers, shard, dry_run=True), directory, host, catalog, token, scheme, ca_bundle, execution, json_path,
+            quiet, debug)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -1113,15 +1113,8 @@ def verify(
     debug: DebugOpt = False,
 ) -> None:
     """Check every file: its catalog row exists and the object's server-side checksums equal the local file's."""
-    with _guard(debug, host, [token]):
-        options = _options(None, workers, shard)
-        root = check_directory(directory)
-        target = _target_args(host, catalog, token, scheme, ca_bundle)
-        console = err_console()
-        code = do_verify(target, root, options, execution=execution, console=console,
-                                    out=_report_console(json_path), mode=progress_mode(console, quiet),
-                                    json_path=json_path, write_json=write_json)
-    raise typer.Exit(code)
+    _remote(do_verify, lambda: _options(None, workers, shard), directory, host, catalog, token, scheme, ca_bundle, execution, json_path,
+            quiet, debug)
 
 
 def _is_a(exc: BaseException, name: str) -> bool:

@@ -1053,8 +1053,8 @@ def upload(
     debug: DebugOpt = False,
 ) -> None:
     """Upload a directory (an execution tree or a generic upload root) to a catalog."""
-    _remote(do_upload, lambda: _options(chunk_size, workers, shard), directory, host, catalog, token, scheme, ca_bundle, execution, json_path,
-            quiet, debug)
+    _remote(do_upload, lambda: _options(chunk_size, workers, shard), directory, host, catalog, token, scheme, ca_bundle,
+            execution, json_path, quiet, debug)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -1074,8 +1074,8 @@ def plan(
     debug: DebugOpt = False,
 ) -> None:
     """Dry run: which files go to which tables, how many bytes, what the catalog already has. Writes nothing."""
-    _remote(do_plan, lambda: _options(chunk_size, workers, shard, dry_run=True), directory, host, catalog, token, scheme, ca_bundle, execution, json_path,
-            quiet, debug)
+    _remote(do_plan, lambda: _options(chunk_size, workers, shard, dry_run=True), directory, host, catalog, token, scheme, ca_bundle,
+            execution, json_path, quiet, debug)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -1113,8 +1113,8 @@ def verify(
     debug: DebugOpt = False,
 ) -> None:
     """Check every file: its catalog row exists and the object's server-side checksums equal the local file's."""
-    _remote(do_verify, lambda: _options(None, workers, shard), directory, host, catalog, token, scheme, ca_bundle, execution, json_path,
-            quiet, debug)
+    _remote(do_verify, lambda: _options(None, workers, shard), directory, host, catalog, token, scheme, ca_bundle,
+            execution, json_path, quiet, debug)
 
 
 def _is_a(exc: BaseException, name: str) -> bool:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import requests
 from deriva.core import ErmrestCatalog, HatracStore, get_credential
 from requests import HTTPError
 

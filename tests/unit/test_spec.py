@@ -7,7 +7,7 @@ import re
 import pytest
 from deriva.core.ermrest_model import Column, builtin_types
 
-from deriva_upload.layout import asset_file_path, NULL_SENTINEL
+from deriva_upload.layout import NULL_SENTINEL
 from deriva_upload.processors import NullSentinelProcessor
 from deriva_upload.spec import NULL_SENTINEL_PROCESSOR, asset_table_upload_spec, bulk_upload_configuration
 from tests.support import seed

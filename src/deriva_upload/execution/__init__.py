@@ -37,21 +37,15 @@ ledger, would insert such key-less rows again). An edited row is a new row.
 
 from __future__ import annotations
 
-from deriva_upload.execution.asset_index import AssetIndex
-from deriva_upload.execution.layout import FEATURE_EXTENSIONS, MANIFEST_NAME, TABLE_EXTENSIONS
-from deriva_upload.engine.ledger import RidLedger, ledger_path
-from deriva_upload.execution.notify import progress_adapter
-from deriva_upload.execution.plan import AssetTypes, ExecutionPlan, RowGroup, RowSource, StagedAsset
-from deriva_upload.execution.problems import MAX_PROBLEMS_IN_MESSAGE, ExecutionValidationError, Problem
+from deriva_upload.execution.problems import ExecutionValidationError, Problem
 from deriva_upload.execution.report import ExecutionReport, TableTally
-from deriva_upload.execution.run import RID, upload_execution, upload_execution_async, upload_executions
+from deriva_upload.execution.run import upload_execution, upload_execution_async, upload_executions
 from deriva_upload.execution.scan import scan_execution
-from deriva_upload.execution.schema import OUTPUT_ROLE, SYSTEM_COLUMNS, FeatureTable, LinkTable
 from deriva_upload.execution.steps import write_features
 from deriva_upload.execution.write import Writer
 
-# Steps ``run`` looks up here on every upload, so a caller may swap them: the CLI
-# passes the engine's events through unchanged; crash tests stop before the features.
+# Looked up here by ``run`` on every upload, so the crash tests can stop an upload
+# between the execution links and the features.
 _write_features = write_features
 
 __all__ = [
@@ -59,6 +53,7 @@ __all__ = [
     "ExecutionValidationError",
     "Problem",
     "TableTally",
+    "Writer",
     "scan_execution",
     "upload_execution",
     "upload_execution_async",

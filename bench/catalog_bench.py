@@ -74,6 +74,8 @@ def _put_worker(base_url: str, prefix: str, client_kind: str, per_thread: int, t
     errors: list[str] = []
     lock = threading.Lock()
 
+    barrier = threading.Barrier(threads + 1)
+
     def run(t: int) -> None:
         mine: list[float] = []
         client = httpx.Client(base_url=base_url, timeout=60) if client_kind == "httpx" else \
@@ -96,7 +98,12 @@ def _put_worker(base_url: str, prefix: str, client_kind: str, per_thread: int, t
         with lock:
             lat.extend(mine)
 
-    barrier = threading.Barrier(threads + 1)
+    _run_threads(run, barrier, threads, ready, go)
+    out.put({"lat": lat, "errors": errors[:5], "n_errors": len(errors)})
+
+
+def _run_threads(run: Any, barrier: threading.Barrier, threads: int, ready: Any, go: Any) -> None:
+    """Start ``threads`` clients, wait until all are connected, report ready, go together, join."""
     ths = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
     for th in ths:
         th.start()
@@ -105,7 +112,6 @@ def _put_worker(base_url: str, prefix: str, client_kind: str, per_thread: int, t
     go.wait()
     for th in ths:
         th.join()
-    out.put({"lat": lat, "errors": errors[:5], "n_errors": len(errors)})
 
 
 def _post_worker(base_url: str, catalog_id: str, tag: str, per_thread: int, threads: int, ready: Any, go: Any,
@@ -115,6 +121,8 @@ def _post_worker(base_url: str, catalog_id: str, tag: str, per_thread: int, thre
     errors: list[str] = []
     lock = threading.Lock()
     url = f"/ermrest/catalog/{catalog_id}/entity/{ENTITY_TABLE}?defaults=RID,RCT,RMT,RCB,RMB"
+
+    barrier = threading.Barrier(threads + 1)
 
     def run(t: int) -> None:
         mine: list[float] = []
@@ -134,15 +142,7 @@ def _post_worker(base_url: str, catalog_id: str, tag: str, per_thread: int, thre
         with lock:
             lat.extend(mine)
 
-    barrier = threading.Barrier(threads + 1)
-    ths = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for th in ths:
-        th.start()
-    barrier.wait()
-    ready.put(1)
-    go.wait()
-    for th in ths:
-        th.join()
+    _run_threads(run, barrier, threads, ready, go)
     out.put({"lat": lat, "errors": errors[:5], "n_errors": len(errors)})
 
 

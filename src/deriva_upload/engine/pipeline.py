@@ -646,12 +646,13 @@ class _Run:
             else:
                 ledger = self.table_ledger()
                 rids = [ledger.get(item.table_key, r) for r in parsed.rows]
-                need = [r for r, rid in zip(parsed.rows, rids) if rid is None]
+                need = [k for k, rid in enumerate(rids) if rid is None]
                 if need:
                     async with self.requests:
-                        fresh = iter(await self.erm.lease_rids(len(need)))
-                    ledger.put_many(item.table_key, [(r, next(fresh)) for r in need])  # before the POST
-                    rids = [ledger.get(item.table_key, r) for r in parsed.rows]
+                        fresh = await self.erm.lease_rids(len(need))
+                    for k, rid in zip(need, fresh):
+                        rids[k] = rid
+                    ledger.put_many(item.table_key, [(parsed.rows[k], rids[k]) for k in need])  # before the POST
                 body, n_rows = body_with_rids(parsed, [str(r) for r in rids], ext), len(parsed.rows)
             defaults = ",".join(sorted(c for c in item.default_columns if c != "RID"))
             query = f"?defaults={defaults}&nondefaults=RID&onconflict=skip" if defaults else \

@@ -208,21 +208,7 @@ class ErmrestApp:
             value = await self.read_json(request) if method == "PUT" else None
 
             def edit(ed: ModelEditor) -> None:
-                cur = ed.doc.setdefault(field, {})
-                if method == "PUT":
-                    if key is None:
-                        if not isinstance(value, dict):
-                            raise BadRequest(f"Catalog {field} must be an object.")
-                        ed.doc[field] = value
-                    else:
-                        cur[key] = value
-                else:
-                    if key is None:
-                        ed.doc[field] = {}
-                    elif key in cur:
-                        del cur[key]
-                    else:
-                        raise NotFound(f"{kind} {key} not found.")
+                _edit_mapping(ed.doc, field, key, method, value, kind, f"Catalog {field}")
 
             await to_thread.run_sync(store.edit_model, edit)
             return Response(status_code=204)
@@ -375,20 +361,7 @@ class ErmrestApp:
             if field == "comment":
                 doc["comment"] = value
                 return
-            cur = doc.setdefault(field, {})
-            if method == "PUT":
-                if key is None:
-                    if not isinstance(value, dict):
-                        raise BadRequest(f"{kind} must be an object.")
-                    doc[field] = value
-                else:
-                    cur[key] = value
-            elif key is None:
-                doc[field] = {}
-            elif key in cur:
-                del cur[key]
-            else:
-                raise NotFound(f"{kind} {key} not found.")
+            _edit_mapping(doc, field, key, method, value, kind, kind)
 
         await to_thread.run_sync(store.edit_model, edit)
         return Response(status_code=204)
@@ -648,3 +621,21 @@ def _format_dicts(fmt: str, rows: list[dict], names: list[str], table: Any) -> R
     if fmt == "stream":
         return Response("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows), media_type=STREAM_CT)
     return Response(json.dumps(rows, separators=(",", ":")) + "\n", media_type=JSON_CT)
+
+
+def _edit_mapping(doc: dict, field: str, key: str | None, method: str, value: Any, kind: str, what: str) -> None:
+    """PUT or DELETE one key (or the whole mapping) of an ``annotations``/``acls``-like field."""
+    cur = doc.setdefault(field, {})
+    if method == "PUT":
+        if key is None:
+            if not isinstance(value, dict):
+                raise BadRequest(f"{what} must be an object.")
+            doc[field] = value
+        else:
+            cur[key] = value
+    elif key is None:
+        doc[field] = {}
+    elif key in cur:
+        del cur[key]
+    else:
+        raise NotFound(f"{kind} {key} not found.")
